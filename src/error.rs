@@ -45,6 +45,16 @@ pub enum Cause {
         /// Name of the limit, such as `PIPE_BUF` or `mq_msgsize`.
         limit_name: &'static str,
     },
+    /// A requested size or count is over a system limit.
+    #[error("{requested} is more than {limit_name} allows ({limit})")]
+    OverLimit {
+        /// What was asked for.
+        requested: u64,
+        /// The limit in force.
+        limit: u64,
+        /// Where the limit comes from, such as `/proc/sys/fs/pipe-max-size`.
+        limit_name: &'static str,
+    },
     /// The object exists but is not of the expected kind.
     #[error("not a {expected} (it is {found})")]
     WrongType {
@@ -128,7 +138,7 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match &self.cause {
             Cause::Os(e) => e.kind(),
-            Cause::InvalidName(_) | Cause::TooLarge { .. } => io::ErrorKind::InvalidInput,
+            Cause::InvalidName(_) | Cause::TooLarge { .. } | Cause::OverLimit { .. } => io::ErrorKind::InvalidInput,
             Cause::WrongType { .. } | Cause::Symlink => io::ErrorKind::InvalidInput,
             Cause::NoReader | Cause::ChildGone => io::ErrorKind::BrokenPipe,
             Cause::NoWriter | Cause::TimedOut => io::ErrorKind::TimedOut,

@@ -43,3 +43,8 @@ mod sys;
 
 pub use error::{Cause, Error, Result};
 pub use name::Name;
+
+/// The README's Rust examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

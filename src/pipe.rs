@@ -109,7 +109,7 @@ macro_rules! pipe_end {
             ///
             /// # Errors
             ///
-            /// [`Cause::TooLarge`] naming `/proc/sys/fs/pipe-max-size` when
+            /// [`Cause::OverLimit`] naming `/proc/sys/fs/pipe-max-size` when
             /// an unprivileged process asks for more than it allows;
             /// `EBUSY` when shrinking below the data in the pipe.
             ///
@@ -195,8 +195,8 @@ fn set_capacity(fd: BorrowedFd<'_>, bytes: usize, what: &'static str) -> Result<
             Err(Error::new(
                 "resize",
                 what,
-                Cause::TooLarge {
-                    len: bytes,
+                Cause::OverLimit {
+                    requested: bytes as u64,
                     limit,
                     limit_name: "/proc/sys/fs/pipe-max-size",
                 },

@@ -1,0 +1,182 @@
+//! Helpers shared by the integration tests: unique names, temporary
+//! directories that clean up, child processes that run a role from this
+//! same test binary, and bounded waits.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Upper bound for any wait in a test; a hang fails instead of stalling CI.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Environment variable that tells a re-executed test binary which role to play.
+const ROLE_ENV: &str = "IPCKIT_TEST_ROLE";
+
+/// A name no other test or process uses: prefix, pid and a counter.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "ipckit-test-{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A temporary directory removed (with its contents) on drop, pass or fail.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique("dir"));
+        std::fs::create_dir(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `ipckit` binary built with these tests.
+pub fn ipckit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ipckit"))
+}
+
+/// A command that re-runs this test binary to play `role` (the path of an
+/// `#[ignore]`d role test, such as `role_writer`) with `args`.
+pub fn role(role: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([
+        role,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--quiet",
+        "--test-threads=1",
+    ])
+    .env(ROLE_ENV, args.join("\u{1f}"))
+    .stdout(Stdio::null());
+    cmd
+}
+
+/// In a role test: the arguments it was started with, or `None` when the
+/// test harness runs it directly (then the role does nothing).
+pub fn role_args() -> Option<Vec<String>> {
+    let raw = std::env::var(ROLE_ENV).ok()?;
+    Some(raw.split('\u{1f}').map(str::to_owned).collect())
+}
+
+/// Makes `fd` appear as descriptor `target` in the child `cmd` starts.
+pub fn pass_fd(cmd: &mut Command, fd: OwnedFd, target: i32) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls dup2 or fcntl, which are async-signal-safe. `fd` is moved into the closure
+    // so it stays open in the parent until the command is dropped.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &fd;
+            // dup2 onto itself would leave close-on-exec set; clear it instead.
+            let r = if raw == target {
+                libc::fcntl(raw, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, target)
+            };
+            if r == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Waits for `child` at most [`TIMEOUT`]; kills it and panics on time-out.
+pub fn wait(child: &mut Child) -> ExitStatus {
+    match ipckit::process::wait_timeout(child, TIMEOUT).expect("wait") {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not exit within {TIMEOUT:?}", child.id());
+        }
+    }
+}
+
+/// Waits for `child` and asserts it exited 0.
+pub fn wait_ok(child: &mut Child) {
+    let status = wait(child);
+    assert!(status.success(), "child {} failed: {status}", child.id());
+}
+
+/// Runs `cmd` with `input` on stdin, collecting stdout and stderr, bounded
+/// by [`TIMEOUT`].
+pub fn run(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The command may exit without reading everything; that is its business.
+        let _ = stdin.write_all(&input);
+    });
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let mut stdout = Vec::new();
+    let _ = out.read_to_end(&mut stdout);
+    let status = wait(&mut child);
+    let stderr = err_reader.join().expect("stderr reader");
+    feeder.join().expect("stdin feeder");
+    Output { status, stdout, stderr }
+}
+
+/// Asserts a command failed the ipckit way: exit `code`, one line on stderr
+/// starting `ipckit: ` and containing `needle`, nothing on stdout.
+pub fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "status; stderr: {stderr}");
+    assert!(stderr.starts_with("ipckit: "), "stderr: {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so content checks are exact.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
