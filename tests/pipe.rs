@@ -420,3 +420,43 @@ fn into_stdio_and_back() {
     let w2 = PipeWriter::from(fd);
     assert!(w2.capacity().unwrap() > 0);
 }
+
+#[test]
+fn writer_killed_mid_stream_gives_eof_not_a_hang() {
+    let (reader, writer) = pipe::pipe().unwrap();
+    let mut yes = Command::new("yes").arg("abcdefg").stdout(writer).spawn().unwrap();
+    // Some data arrives, and it is the writer's text.
+    let first = read_exact_timeout(&reader, 8 * 1000);
+    assert!(first.chunks(8).all(|c| c == b"abcdefg\n"));
+    yes.kill().unwrap();
+    let status = wait(&mut yes);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    // What was buffered drains (whole lines from `yes`), then EOF.
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match reader.read_timeout(&mut buf, TIMEOUT).unwrap() {
+            0 => break,
+            n => rest.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(rest.chunks(8).all(|c| b"abcdefg\n".starts_with(c)));
+}
+
+#[test]
+fn reader_killed_gives_broken_pipe() {
+    let (reader, mut writer) = pipe::pipe().unwrap();
+    let mut cat = Command::new("cat").stdin(reader).stdout(Stdio::null()).spawn().unwrap();
+    writer.write_all(b"before").unwrap();
+    cat.kill().unwrap();
+    wait(&mut cat);
+    let chunk = vec![0u8; 64 * 1024];
+    // The buffer may take one more chunk; after that the write must fail.
+    let e = (0..4)
+        .find_map(|_| writer.write_all(&chunk).err())
+        .expect("write never failed");
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+}
