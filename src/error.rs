@@ -55,6 +55,42 @@ pub enum Cause {
         /// Where the limit comes from, such as `/proc/sys/fs/pipe-max-size`.
         limit_name: &'static str,
     },
+    /// A receive buffer is smaller than the largest message it may get.
+    #[error("a {len}-byte buffer is smaller than {limit_name} ({need} bytes)")]
+    BufferTooSmall {
+        /// Length of the buffer given.
+        len: usize,
+        /// Length it must have.
+        need: usize,
+        /// Name of the limit, such as `mq_msgsize`.
+        limit_name: &'static str,
+    },
+    /// An object is smaller than the value to be read from it.
+    #[error("is {size} bytes; {what} needs {need}")]
+    ObjectTooSmall {
+        /// The object's size.
+        size: u64,
+        /// The size needed.
+        need: u64,
+        /// What needs it, such as `a u32`.
+        what: &'static str,
+    },
+    /// A system-wide count limit has been reached.
+    #[error("{limit_name} ({limit}) has been reached")]
+    LimitReached {
+        /// Where the limit comes from, such as `/proc/sys/fs/mqueue/queues_max`.
+        limit_name: &'static str,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// A file system the operation needs is not mounted.
+    #[error("no {fs} file system is mounted there; mount one with: {hint}")]
+    NotMounted {
+        /// The file system type, such as `mqueue`.
+        fs: &'static str,
+        /// The command that mounts it.
+        hint: &'static str,
+    },
     /// The object exists but is not of the expected kind.
     #[error("not a {expected} (it is {found})")]
     WrongType {
@@ -72,6 +108,24 @@ pub enum Cause {
     /// A FIFO had no writer within the timeout.
     #[error("no writer within the timeout")]
     NoWriter,
+    /// A queue or ring had no room and the call was not to wait.
+    #[error("full: no room for another message")]
+    Full,
+    /// A queue or ring had nothing to take and the call was not to wait.
+    #[error("empty: no message is waiting")]
+    Empty,
+    /// The object exists but belongs to another user, so it is not adopted.
+    #[error("exists and is owned by uid {owner}, not by this user (uid {me}); not adopting it")]
+    ForeignOwner {
+        /// Owner of the existing object.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// A mapped object shrank under its mapping (another process truncated
+    /// it); the bytes past its new end are gone.
+    #[error("the mapped object shrank while in use (truncated by another process?)")]
+    Truncated,
     /// A bounded wait ran out.
     #[error("timed out")]
     TimedOut,
@@ -111,6 +165,12 @@ impl Error {
         }
     }
 
+    /// The same cause, reported as `op` on `object` (for a caller that
+    /// knows the object better, such as a file's path).
+    pub fn relabel(self, op: &'static str, object: impl fmt::Display) -> Self {
+        Self::new(op, object, self.cause)
+    }
+
     /// The operation that failed, such as `open fifo`.
     pub fn op(&self) -> &'static str {
         self.op
@@ -138,11 +198,20 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match &self.cause {
             Cause::Os(e) => e.kind(),
-            Cause::InvalidName(_) | Cause::TooLarge { .. } | Cause::OverLimit { .. } => io::ErrorKind::InvalidInput,
+            Cause::InvalidName(_)
+            | Cause::TooLarge { .. }
+            | Cause::OverLimit { .. }
+            | Cause::BufferTooSmall { .. }
+            | Cause::ObjectTooSmall { .. } => io::ErrorKind::InvalidInput,
             Cause::WrongType { .. } | Cause::Symlink => io::ErrorKind::InvalidInput,
             Cause::NoReader | Cause::ChildGone => io::ErrorKind::BrokenPipe,
             Cause::NoWriter | Cause::TimedOut => io::ErrorKind::TimedOut,
+            Cause::Full | Cause::Empty => io::ErrorKind::WouldBlock,
+            Cause::ForeignOwner { .. } => io::ErrorKind::PermissionDenied,
             Cause::ChildFailed(_) => io::ErrorKind::Other,
+            Cause::Truncated => io::ErrorKind::UnexpectedEof,
+            Cause::LimitReached { .. } => io::ErrorKind::OutOfMemory,
+            Cause::NotMounted { .. } => io::ErrorKind::NotFound,
         }
     }
 }

@@ -36,9 +36,12 @@
 
 pub mod error;
 pub mod fifo;
+pub mod mmap;
+pub mod mq;
 pub mod name;
 pub mod pipe;
 pub mod process;
+pub mod shm;
 mod sys;
 
 pub use error::{Cause, Error, Result};

@@ -6,12 +6,28 @@
 //! This is the only module that calls `libc` directly.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
+
+/// Refuses an IPC object this user does not own: opening one that already
+/// existed when asked to create it must not adopt someone else's.
+pub(crate) fn check_owner(fd: &OwnedFd, op: &'static str, name: &crate::Name) -> crate::Result<()> {
+    use crate::error::Context;
+    let stat = retry(|| rustix::fs::fstat(fd)).context(op, name)?;
+    let me = rustix::process::geteuid().as_raw();
+    if stat.st_uid != me {
+        return Err(crate::Error::new(
+            op,
+            name,
+            crate::Cause::ForeignOwner { owner: stat.st_uid, me },
+        ));
+    }
+    Ok(())
+}
 
 /// Runs `f` until it returns something other than `EINTR`.
 pub(crate) fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
@@ -86,8 +102,33 @@ fn sigpipe_is_fatal() -> bool {
 /// signal is blocked in this thread for the call, and a `SIGPIPE` that the
 /// write raised is consumed before the old mask is restored.
 pub(crate) fn write_nosigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    unsafe { write_raw_nosigpipe(fd, buf.as_ptr(), buf.len()) }
+}
+
+/// [`write_nosigpipe`] from a raw pointer: the kernel, not Rust code, reads
+/// the source, so memory that may fault (a mapping of a file that shrank)
+/// yields `EFAULT` instead of `SIGBUS`.
+///
+/// # Safety
+///
+/// `ptr..ptr+len` must be a range of this process's address space (it may
+/// be unmapped or beyond a file's end; the kernel reports that as `EFAULT`).
+pub(crate) unsafe fn write_raw_nosigpipe(fd: BorrowedFd<'_>, ptr: *const u8, len: usize) -> io::Result<usize> {
+    let write = || loop {
+        // SAFETY: the kernel validates the user range and reports bad pages
+        // as EFAULT; nothing in Rust dereferences `ptr`.
+        let n = unsafe { libc::write(fd.as_raw_fd(), ptr.cast(), len) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    };
     if !sigpipe_is_fatal() {
-        return retry(|| rustix::io::write(fd, buf));
+        return write();
     }
     // SAFETY: sigset_t values are plain data initialised by sigemptyset /
     // pthread_sigmask before use; these calls only change this thread's mask
@@ -102,7 +143,7 @@ pub(crate) fn write_nosigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usiz
         libc::sigemptyset(&mut pending);
         libc::sigpending(&mut pending);
         let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
-        let result = retry(|| rustix::io::write(fd, buf));
+        let result = write();
         if !was_pending && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
             let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
             while libc::sigtimedwait(&pipe_set, std::ptr::null_mut(), &zero) == -1
@@ -113,6 +154,53 @@ pub(crate) fn write_nosigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usiz
             libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         }
         result
+    }
+}
+
+/// Copies `len` bytes between two ranges of this process's memory through
+/// the kernel (`process_vm_readv`), so that a source or destination page
+/// that faults (a shared object truncated by another process, a full
+/// tmpfs) gives `EFAULT` instead of killing the process with `SIGBUS`.
+///
+/// # Safety
+///
+/// `local` must be valid for writes of `len` bytes if `to_local`, for reads
+/// otherwise; `remote` may be any range of this address space.
+pub(crate) unsafe fn kernel_copy(local: *mut u8, remote: *mut u8, len: usize, to_local: bool) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let local_iov = libc::iovec {
+        iov_base: local.cast(),
+        iov_len: len,
+    };
+    let remote_iov = libc::iovec {
+        iov_base: remote.cast(),
+        iov_len: len,
+    };
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    loop {
+        // SAFETY: both iovecs describe `len` bytes of this process; the
+        // kernel checks the remote range and copies into the local one,
+        // which the caller guarantees is valid.
+        let n = unsafe {
+            if to_local {
+                libc::process_vm_readv(pid, &local_iov, 1, &remote_iov, 1, 0)
+            } else {
+                libc::process_vm_writev(pid, &local_iov, 1, &remote_iov, 1, 0)
+            }
+        };
+        match n {
+            n if n as usize == len => return Ok(()),
+            // A partial copy means a page in the range faulted.
+            n if n >= 0 => return Err(io::Error::from_raw_os_error(libc::EFAULT)),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINTR) {
+                    return Err(e);
+                }
+            }
+        }
     }
 }
 
@@ -205,6 +293,128 @@ fn close_range(lo: u32, hi: u32) {
     for fd in lo..=hi.min(limit) {
         // SAFETY: as above; closing a descriptor that is not open is harmless.
         unsafe { libc::close(fd as RawFd) };
+    }
+}
+
+// ---- POSIX message queues: rustix has no wrapper, so these call libc. ----
+//
+// On Linux an `mqd_t` is a file descriptor (always close-on-exec), so an
+// open queue is held as an `OwnedFd` and `mq_close` is `close`.
+
+/// `mq_open(3)`. `attr` is `(mq_maxmsg, mq_msgsize)` when creating.
+pub(crate) fn mq_open(name: &std::ffi::CStr, oflag: i32, mode: u32, attr: Option<(i64, i64)>) -> io::Result<OwnedFd> {
+    // SAFETY: a zeroed mq_attr is a valid value; only the two fields the
+    // kernel reads at creation are set.
+    let mut raw: libc::mq_attr = unsafe { std::mem::zeroed() };
+    let attr_ptr = match attr {
+        Some((max, size)) => {
+            raw.mq_maxmsg = max as _;
+            raw.mq_msgsize = size as _;
+            &mut raw as *mut libc::mq_attr
+        }
+        None => std::ptr::null_mut(),
+    };
+    loop {
+        // SAFETY: `name` is NUL-terminated; `attr_ptr` is null or points to
+        // `raw`, which outlives the call; mode is passed as the variadic
+        // argument mq_open reads when O_CREAT is set.
+        let fd = unsafe { libc::mq_open(name.as_ptr(), oflag, mode as libc::mode_t, attr_ptr) };
+        if fd >= 0 {
+            // SAFETY: mq_open returned a new descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// An absolute `CLOCK_REALTIME` time that has already passed: a timed
+/// send/receive with it returns at once instead of waiting.
+const EXPIRED: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+
+/// `mq_timedsend(3)` that never waits (the expired timeout makes a full
+/// queue fail at once with `ETIMEDOUT`, or `EAGAIN` if `O_NONBLOCK` is set).
+pub(crate) fn mq_try_send(fd: BorrowedFd<'_>, msg: &[u8], prio: u32) -> io::Result<()> {
+    // SAFETY: `msg` is valid for `msg.len()` bytes; the timeout is a valid timespec.
+    let r =
+        retry_libc(|| unsafe { libc::mq_timedsend(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), prio, &EXPIRED) })?;
+    debug_assert_eq!(r, 0);
+    Ok(())
+}
+
+/// `mq_timedreceive(3)` that never waits; returns (length, priority).
+pub(crate) fn mq_try_receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u32)> {
+    let mut prio: u32 = 0;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and `prio` for
+    // one u32; the timeout is a valid timespec.
+    let n = retry_libc(|| unsafe {
+        libc::mq_timedreceive(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), &mut prio, &EXPIRED) as i64
+    })?;
+    Ok((n as usize, prio))
+}
+
+/// `mq_send(3)`: waits while the queue is full (unless `O_NONBLOCK`).
+pub(crate) fn mq_send(fd: BorrowedFd<'_>, msg: &[u8], prio: u32) -> io::Result<()> {
+    // SAFETY: `msg` is valid for `msg.len()` bytes.
+    retry_libc(|| unsafe { libc::mq_send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), prio) })?;
+    Ok(())
+}
+
+/// `mq_receive(3)`: waits while the queue is empty (unless `O_NONBLOCK`).
+pub(crate) fn mq_receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u32)> {
+    let mut prio: u32 = 0;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and `prio` for one u32.
+    let n = retry_libc(|| unsafe {
+        libc::mq_receive(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), &mut prio) as i64
+    })?;
+    Ok((n as usize, prio))
+}
+
+/// `mq_getattr(3)`: (maxmsg, msgsize, curmsgs, O_NONBLOCK set).
+pub(crate) fn mq_getattr(fd: BorrowedFd<'_>) -> io::Result<(i64, i64, i64, bool)> {
+    // SAFETY: a zeroed mq_attr is a valid out-parameter.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: `attr` is a valid mq_attr to write into.
+    retry_libc(|| unsafe { libc::mq_getattr(fd.as_raw_fd(), &mut attr) })?;
+    Ok((
+        attr.mq_maxmsg as i64,
+        attr.mq_msgsize as i64,
+        attr.mq_curmsgs as i64,
+        attr.mq_flags as i64 & libc::O_NONBLOCK as i64 != 0,
+    ))
+}
+
+/// `mq_setattr(3)`: sets or clears `O_NONBLOCK`, the only changeable flag.
+pub(crate) fn mq_set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: zeroed mq_attr values are valid; mq_setattr reads only mq_flags.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    attr.mq_flags = if on { libc::O_NONBLOCK as _ } else { 0 };
+    // SAFETY: both pointers are valid mq_attr values for the call.
+    retry_libc(|| unsafe { libc::mq_setattr(fd.as_raw_fd(), &attr, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// `mq_unlink(3)`.
+pub(crate) fn mq_unlink(name: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated.
+    retry_libc(|| unsafe { libc::mq_unlink(name.as_ptr()) })?;
+    Ok(())
+}
+
+/// Runs a libc call that returns -1 and sets errno on failure, retrying on
+/// `EINTR`.
+fn retry_libc<T: Copy + PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        let r = f();
+        if r != T::from(-1) {
+            return Ok(r);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
     }
 }
 

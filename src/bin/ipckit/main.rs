@@ -2,7 +2,10 @@
 //! objects from the shell.
 
 mod fifo;
+mod mmap;
+mod mq;
 mod pipe;
+mod shm;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -28,6 +31,12 @@ enum Command {
     Pipe(pipe::Args),
     /// FIFOs (named pipes): a pipe with a path, for unrelated processes.
     Fifo(fifo::Args),
+    /// POSIX message queues: prioritised messages under a `/name`.
+    Mq(mq::Args),
+    /// Memory mappings: files read through the address space.
+    Mmap(mmap::Args),
+    /// POSIX shared memory: named memory any process can map.
+    Shm(shm::Args),
 }
 
 /// Why a command did not succeed.
@@ -36,6 +45,10 @@ pub enum Failure {
     StdoutClosed,
     /// A runtime failure, printed as `ipckit: <error>`.
     Error(ipckit::Error),
+    /// Bad input that clap could not check (exit 2).
+    Usage(String),
+    /// Failures already reported one by one (exit 1).
+    Reported,
 }
 
 impl From<ipckit::Error> for Failure {
@@ -85,15 +98,31 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pipe(args) => pipe::run(args),
         Command::Fifo(args) => fifo::run(args),
+        Command::Mq(args) => mq::run(args),
+        Command::Mmap(args) => mmap::run(args),
+        Command::Shm(args) => shm::run(args),
     };
     match result {
         Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
         Err(Failure::Error(e)) => {
-            // If stderr is gone too there is no one left to tell.
-            let _ = writeln!(io::stderr(), "ipckit: {e}");
+            report(&e);
             ExitCode::FAILURE
         }
+        Err(Failure::Reported) => ExitCode::FAILURE,
+        Err(Failure::Usage(line)) => usage(&line),
     }
+}
+
+/// Prints `ipckit: <error>` on stderr.
+pub fn report(e: &ipckit::Error) {
+    // If stderr is gone too there is no one left to tell.
+    let _ = writeln!(io::stderr(), "ipckit: {e}");
+}
+
+/// Prints a usage error as one line and returns status 2.
+fn usage(line: &str) -> ExitCode {
+    let _ = writeln!(io::stderr(), "ipckit: usage: {line} (see 'ipckit --help')");
+    ExitCode::from(2)
 }
 
 /// Help and version go to stdout with status 0; a usage error is one line
@@ -116,8 +145,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
                 let line = first.split_whitespace().collect::<Vec<_>>().join(" ");
                 line.strip_prefix("error: ").unwrap_or(&line).to_owned()
             };
-            let _ = writeln!(io::stderr(), "ipckit: usage: {line} (see 'ipckit --help')");
-            ExitCode::from(2)
+            usage(&line)
         }
     }
 }
