@@ -289,7 +289,7 @@ impl Mmap {
                 op,
                 "mapping",
                 Cause::OverLimit {
-                    requested: offset as u64 + len as u64,
+                    requested: (offset as u64).saturating_add(len as u64),
                     limit: self.len() as u64,
                     limit_name: "the mapping's length",
                 },

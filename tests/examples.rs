@@ -82,3 +82,38 @@ fn fifo_chat_example_two_speakers() {
     assert_eq!(from("b"), ["> b1", "> b2"], "{out:?}");
     assert!(!path.exists());
 }
+
+#[test]
+fn mmap_cat_example() {
+    let dir = TempDir::new();
+    let path = dir.join("data");
+    let data = pattern(1 << 20, 12);
+    std::fs::write(&path, &data).unwrap();
+    let out = run(example("mmap_cat").arg(&path), b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == data, "content differs");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let out = run(example("mmap_cat").arg(&empty), b"");
+    assert!(out.status.success() && out.stdout.is_empty());
+}
+
+#[test]
+fn shm_writer_and_reader_examples() {
+    let name = format!("/{}", common::unique("shm-example"));
+    let wrote = run(example("shm_writer").args([&name, "100"]), b"");
+    let read = run(example("shm_reader").arg(&name), b"");
+    let _ = ipckit::shm::unlink(&name);
+    assert!(wrote.status.success(), "{}", String::from_utf8_lossy(&wrote.stderr));
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert_eq!(read.stdout, b"100\n");
+}
+
+#[test]
+fn mq_priority_example() {
+    let name = format!("/{}", common::unique("mq-example"));
+    let out = run(example("mq_priority").arg(&name), b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"9\thigh\n5\tmid\n5\ttie-a\n1\tlow\n");
+    assert!(ipckit::mq::MessageQueue::open(&name).is_err(), "queue removed");
+}

@@ -180,3 +180,59 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Compiles `tests/c/<name>.c` with `cc` (once per test binary) and returns
+/// the executable's path.
+pub fn c_program(name: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let map = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = map.get(name) {
+        return path.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c");
+    std::fs::create_dir_all(&dir).expect("create C output dir");
+    let out = dir.join(name);
+    // Build under a unique name and rename, so test binaries compiling the
+    // same program at once never see a half-written executable.
+    let tmp = dir.join(format!("{name}.{}", unique("cc")));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .arg("-lrt")
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed for {}", src.display());
+    std::fs::rename(&tmp, &out).expect("rename compiled program");
+    map.insert(name.to_owned(), out.clone());
+    out
+}
+
+/// A command that runs `cmd` as the unprivileged user `nobody` when the
+/// tests run as root (via `setpriv`), or `None` when they do not run as
+/// root (then the test's process already is unprivileged).
+pub fn as_nobody(program: &Path) -> Option<Command> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program);
+    Some(cmd)
+}
+
+/// Asserts `out` succeeded, showing its stderr if not.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {}; stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

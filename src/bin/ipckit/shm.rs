@@ -123,14 +123,15 @@ pub fn run(args: Args) -> CmdResult {
             let bytes = ty
                 .encode(&value)
                 .ok_or_else(|| Failure::Usage(format!("{value:?} is not {}", ty.label())))?;
+            // A new object is removed again if sizing or writing fails.
             let mut obj = ShmOptions::new().create(true).open(&name)?;
-            obj.keep();
             obj.resize(bytes.len() as u64)?;
             if !bytes.is_empty() {
                 obj.map()?
                     .write_at(0, &bytes)
                     .map_err(|e| e.relabel("write to shared memory", obj.name()))?;
             }
+            obj.keep();
             Ok(())
         }
         Command::Read { name, ty } => {
