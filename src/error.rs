@@ -126,6 +126,32 @@ pub enum Cause {
     /// it); the bytes past its new end are gone.
     #[error("the mapped object shrank while in use (truncated by another process?)")]
     Truncated,
+    /// Shared memory holds values that cannot come from a correct peer (or
+    /// the object is not a channel at all); nothing outside it was touched.
+    #[error("corrupted or not an ipckit channel: {0}")]
+    Corrupted(String),
+    /// The other side closed its end.
+    #[error("the {side} has closed the channel")]
+    Closed {
+        /// `sender` or `receiver`.
+        side: &'static str,
+    },
+    /// The other side's process ended without closing its end.
+    #[error("the {side} (pid {pid}) died without closing the channel")]
+    PeerDied {
+        /// `sender` or `receiver`.
+        side: &'static str,
+        /// Its process id.
+        pid: u32,
+    },
+    /// The side being opened is already attached to another handle.
+    #[error("the channel already has a {side} (pid {pid})")]
+    InUse {
+        /// `sender` or `receiver`.
+        side: &'static str,
+        /// The process that has it.
+        pid: u32,
+    },
     /// A bounded wait ran out.
     #[error("timed out")]
     TimedOut,
@@ -210,6 +236,9 @@ impl Error {
             Cause::ForeignOwner { .. } => io::ErrorKind::PermissionDenied,
             Cause::ChildFailed(_) => io::ErrorKind::Other,
             Cause::Truncated => io::ErrorKind::UnexpectedEof,
+            Cause::Corrupted(_) => io::ErrorKind::InvalidData,
+            Cause::Closed { .. } | Cause::PeerDied { .. } => io::ErrorKind::BrokenPipe,
+            Cause::InUse { .. } => io::ErrorKind::ResourceBusy,
             Cause::LimitReached { .. } => io::ErrorKind::OutOfMemory,
             Cause::NotMounted { .. } => io::ErrorKind::NotFound,
         }

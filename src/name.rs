@@ -113,6 +113,12 @@ impl std::str::FromStr for Name {
     }
 }
 
+impl AsRef<OsStr> for Name {
+    fn as_ref(&self) -> &OsStr {
+        OsStr::new(self.as_str())
+    }
+}
+
 impl AsRef<CStr> for Name {
     fn as_ref(&self) -> &CStr {
         self.as_c_str()

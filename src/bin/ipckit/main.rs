@@ -1,6 +1,7 @@
 //! `ipckit`: inspect, create, send into, read from and benchmark Linux IPC
 //! objects from the shell.
 
+mod chan;
 mod fifo;
 mod mmap;
 mod mq;
@@ -37,6 +38,8 @@ enum Command {
     Mmap(mmap::Args),
     /// POSIX shared memory: named memory any process can map.
     Shm(shm::Args),
+    /// The shared-memory channel: ipckit's fastest transport.
+    Chan(chan::Args),
 }
 
 /// Why a command did not succeed.
@@ -82,6 +85,19 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a usable number of seconds"))
 }
 
+/// Parses a size: bytes, or a number with a K, M or G suffix (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size such as 65536, 64K or 1M");
+    let (digits, shift) = match s.as_bytes().last().map(u8::to_ascii_uppercase) {
+        Some(b'K') => (&s[..s.len() - 1], 10),
+        Some(b'M') => (&s[..s.len() - 1], 20),
+        Some(b'G') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
 /// Parses `--mode 600`: octal permission bits.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     match u32::from_str_radix(s, 8) {
@@ -101,6 +117,7 @@ fn main() -> ExitCode {
         Command::Mq(args) => mq::run(args),
         Command::Mmap(args) => mmap::run(args),
         Command::Shm(args) => shm::run(args),
+        Command::Chan(args) => chan::run(args),
     };
     match result {
         Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,

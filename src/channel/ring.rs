@@ -1,0 +1,463 @@
+//! The ring algorithm, apart from waiting, lifetime and the shared memory
+//! object: a single-producer single-consumer ring of variable-length frames
+//! over `capacity` bytes of memory that another process may write at any
+//! time.
+//!
+//! # Frames
+//!
+//! A frame is an 8-byte header word followed by the payload, padded to a
+//! multiple of 8 bytes. The header word is one `u64`, stored with a single
+//! release store when the frame is complete:
+//!
+//! ```text
+//! bits  0..32  stamp: 0x8000_0000 | (position / 8) as u32   (never 0)
+//! bits 32..64  payload length, or PAD (u32::MAX): skip to the ring's start
+//! ```
+//!
+//! A frame never wraps: when the space left before the ring's end is too
+//! small, the producer publishes a PAD frame there and continues at index 0.
+//!
+//! # Why the consumer never sees stale bytes
+//!
+//! The consumer polls the header word at its position. Before publishing a
+//! frame the producer zeroes the header word of the *next* frame (always in
+//! free space: the producer keeps 8 bytes of slack), so the word the
+//! consumer polls is 0 until the producer's release store makes it the
+//! frame's header. A header that is neither 0 nor the stamp the position
+//! implies means the memory was scribbled on: [`Corrupted`].
+//!
+//! # Trusting nothing
+//!
+//! Positions are `u64` byte counts that only grow. Each side keeps its own
+//! position privately and only publishes it; the other side's published
+//! position is loaded once and checked (monotonic, at most `capacity`
+//! ahead or behind). Lengths are checked against the ring before any
+//! access, so a hostile peer can make the data wrong but cannot make this
+//! process read or write outside the ring.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes of the frame header word.
+pub(crate) const FRAME_HEADER: u64 = 8;
+/// Length value of a padding frame.
+pub(crate) const PAD: u32 = u32::MAX;
+/// Length value of the end-of-stream marker.
+pub(crate) const CLOSE: u32 = u32::MAX - 1;
+/// Bytes the producer always leaves free, for the next frame's zeroed header.
+pub(crate) const SLACK: u64 = 8;
+
+/// What was wrong with a value read from shared memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupted(pub String);
+
+/// Bytes a frame with `len` payload bytes occupies.
+pub(crate) fn frame_size(len: u64) -> u64 {
+    FRAME_HEADER + len.div_ceil(8) * 8
+}
+
+/// The stamp a header at `pos` must carry.
+pub(crate) fn stamp(pos: u64) -> u32 {
+    0x8000_0000 | (pos >> 3) as u32
+}
+
+/// The header word of a frame of `len` bytes (or [`PAD`]) at `pos`.
+pub(crate) fn encode(pos: u64, len: u32) -> u64 {
+    (u64::from(len) << 32) | u64::from(stamp(pos))
+}
+
+/// What the consumer found at its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// Nothing published yet.
+    Empty,
+    /// A padding frame: skip this many bytes to the ring's start.
+    Pad(u64),
+    /// A frame whose payload of `len` bytes starts at ring index `at`.
+    Frame { at: u64, len: u64 },
+    /// The producer closed the stream here.
+    Closed,
+}
+
+/// What the producer may do for a frame at its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// The frame fits now.
+    Fits,
+    /// The frame does not fit before the ring's end; a padding frame of
+    /// this many bytes can be published now.
+    Pad(u64),
+    /// Not enough free space: wait for the consumer.
+    Full,
+}
+
+/// A ring of `capacity` bytes (a power of two) at `base`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ring {
+    base: NonNull<u8>,
+    capacity: u64,
+}
+
+// SAFETY: a Ring is an address and a size; all access through it is atomic
+// or goes through the copy routines, which are valid from any thread.
+unsafe impl Send for Ring {}
+// SAFETY: as above.
+unsafe impl Sync for Ring {}
+
+impl Ring {
+    /// # Safety
+    ///
+    /// `base` must point to `capacity` bytes, 8-byte aligned, that stay
+    /// mapped for as long as this `Ring` (or a copy) is used; `capacity`
+    /// must be a power of two of at least 64.
+    pub(crate) unsafe fn new(base: NonNull<u8>, capacity: u64) -> Self {
+        debug_assert!(capacity.is_power_of_two() && capacity >= 64);
+        debug_assert_eq!(base.as_ptr() as usize % 8, 0);
+        Self { base, capacity }
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The largest payload one frame can carry.
+    pub(crate) fn max_len(&self) -> u64 {
+        self.capacity - FRAME_HEADER - SLACK
+    }
+
+    fn index(&self, pos: u64) -> u64 {
+        pos & (self.capacity - 1)
+    }
+
+    /// The header word at ring index `idx` (8-aligned, in bounds).
+    fn header(&self, idx: u64) -> &AtomicU64 {
+        debug_assert!(idx % 8 == 0 && idx + 8 <= self.capacity);
+        // SAFETY: idx is 8-aligned and idx + 8 <= capacity, so the word is
+        // inside the ring and aligned for AtomicU64; shared memory written by
+        // another process is accessed only atomically through it.
+        unsafe { &*(self.base.as_ptr().add(idx as usize) as *const AtomicU64) }
+    }
+
+    /// Address of the low half of the header word at `pos` (the stamp): the
+    /// futex word a waiting consumer sleeps on.
+    pub(crate) fn stamp_word(&self, pos: u64) -> &std::sync::atomic::AtomicU32 {
+        let idx = self.index(pos);
+        // SAFETY: as in `header`; the low 4 bytes of the (little-endian)
+        // header word hold the stamp, and futex only needs their address.
+        unsafe { &*(self.base.as_ptr().add(idx as usize) as *const std::sync::atomic::AtomicU32) }
+    }
+
+    /// Pointer to ring index `idx` for copying `len` bytes (checked by callers).
+    pub(crate) fn at(&self, idx: u64) -> *mut u8 {
+        debug_assert!(idx <= self.capacity);
+        // SAFETY: idx <= capacity keeps the pointer inside or one past the ring.
+        unsafe { self.base.as_ptr().add(idx as usize) }
+    }
+
+    // ---- producer ----
+
+    /// Checks the consumer's published `head` against the producer's `tail`
+    /// and the last head it accepted.
+    pub(crate) fn check_head(&self, head: u64, last_head: u64, tail: u64) -> Result<(), Corrupted> {
+        if head < last_head || head > tail || tail - head > self.capacity || head % 8 != 0 {
+            return Err(Corrupted(format!(
+                "read position {head} is impossible (last {last_head}, write position {tail})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a frame of `len` bytes can go at `tail` with the consumer at
+    /// `head` (both already checked).
+    pub(crate) fn room(&self, tail: u64, head: u64, len: u64) -> Room {
+        let free = self.capacity - (tail - head);
+        let need = frame_size(len);
+        let contiguous = self.capacity - self.index(tail);
+        if need <= contiguous {
+            if need + SLACK <= free {
+                Room::Fits
+            } else {
+                Room::Full
+            }
+        } else if contiguous + SLACK <= free {
+            Room::Pad(contiguous)
+        } else {
+            Room::Full
+        }
+    }
+
+    /// Publishes a padding frame of `size` bytes at `tail` (as returned by
+    /// [`room`](Self::room)); returns the new tail.
+    pub(crate) fn publish_pad(&self, tail: u64, size: u64) -> u64 {
+        let next = tail + size;
+        self.header(self.index(next)).store(0, Ordering::Relaxed);
+        // SeqCst: the producer's check of the consumer's "sleeping" flag that
+        // follows must not be ordered before this store (Dekker pattern).
+        self.header(self.index(tail)).store(encode(tail, PAD), Ordering::SeqCst);
+        next
+    }
+
+    /// Marks the end of the stream at `tail` (the always-free slack word).
+    pub(crate) fn publish_close(&self, tail: u64) {
+        self.header(self.index(tail))
+            .store(encode(tail, CLOSE), Ordering::SeqCst);
+    }
+
+    /// Publishes the frame of `len` bytes whose payload was written at
+    /// `payload_index(tail)`; returns the new tail.
+    pub(crate) fn publish(&self, tail: u64, len: u64) -> u64 {
+        let next = tail + frame_size(len);
+        self.header(self.index(next)).store(0, Ordering::Relaxed);
+        // SeqCst for the same reason as in `publish_pad`.
+        self.header(self.index(tail))
+            .store(encode(tail, len as u32), Ordering::SeqCst);
+        next
+    }
+
+    /// Ring index of the payload of a frame at `pos`.
+    pub(crate) fn payload_index(&self, pos: u64) -> u64 {
+        self.index(pos) + FRAME_HEADER
+    }
+
+    // ---- consumer ----
+
+    /// Reads and checks the header at the consumer's `head`.
+    pub(crate) fn peek(&self, head: u64) -> Result<Peek, Corrupted> {
+        let idx = self.index(head);
+        let word = self.header(idx).load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(Peek::Empty);
+        }
+        let (got, len) = (word as u32, (word >> 32) as u32);
+        if got != stamp(head) {
+            return Err(Corrupted(format!(
+                "frame header at position {head} has stamp {got:#x}, expected {:#x}",
+                stamp(head)
+            )));
+        }
+        let contiguous = self.capacity - idx;
+        if len == CLOSE {
+            return Ok(Peek::Closed);
+        }
+        if len == PAD {
+            if idx == 0 {
+                return Err(Corrupted(format!(
+                    "padding frame at the ring's start (position {head})"
+                )));
+            }
+            return Ok(Peek::Pad(contiguous));
+        }
+        let len = u64::from(len);
+        if frame_size(len) > contiguous || len > self.max_len() {
+            return Err(Corrupted(format!(
+                "frame of {len} bytes at position {head} overruns the ring ({contiguous} bytes to its end)"
+            )));
+        }
+        Ok(Peek::Frame {
+            at: idx + FRAME_HEADER,
+            len,
+        })
+    }
+}
+
+/// Copies `dst.len()` bytes from shared memory at `src` into `dst`.
+///
+/// Another process may be writing the source: the copy is done by an
+/// operation the compiler treats as opaque (`rep movsb` on x86-64, atomic
+/// word loads elsewhere), never by plain loads it could assume stable.
+///
+/// # Safety
+///
+/// `src..src + dst.len()` must be mapped and readable.
+pub(crate) unsafe fn copy_from_shared(dst: &mut [u8], src: *const u8) {
+    // SAFETY: forwarded: src is readable for dst.len() bytes, dst is writable.
+    unsafe { opaque_copy(dst.as_mut_ptr(), src, dst.len()) }
+}
+
+/// Copies `src` into shared memory at `dst`.
+///
+/// # Safety
+///
+/// `dst..dst + src.len()` must be mapped and writable.
+pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8]) {
+    // SAFETY: forwarded: dst is writable for src.len() bytes.
+    unsafe { opaque_copy(dst, src.as_ptr(), src.len()) }
+}
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+unsafe fn opaque_copy(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller guarantees both ranges; `rep movsb` copies exactly
+    // `len` bytes forward and the direction flag is clear per the ABI.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rsi") src => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+#[cfg(any(not(target_arch = "x86_64"), miri))]
+unsafe fn opaque_copy(dst: *mut u8, src: *const u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: the caller guarantees both ranges; volatile accesses are
+        // never merged or repeated by the compiler.
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring over an 8-aligned heap buffer.
+    struct HeapRing {
+        _buf: Vec<u64>,
+        ring: Ring,
+    }
+
+    fn heap(capacity: u64) -> HeapRing {
+        let mut buf = vec![0u64; capacity as usize / 8];
+        let base = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: the buffer is 8-aligned, `capacity` bytes, and outlives the ring.
+        let ring = unsafe { Ring::new(base, capacity) };
+        HeapRing { _buf: buf, ring }
+    }
+
+    /// Producer and consumer state as the channel keeps it.
+    struct Model {
+        ring: Ring,
+        tail: u64,
+        head: u64,
+    }
+
+    impl Model {
+        fn try_send(&mut self, msg: &[u8]) -> bool {
+            loop {
+                match self.ring.room(self.tail, self.head, msg.len() as u64) {
+                    Room::Full => return false,
+                    Room::Pad(size) => self.tail = self.ring.publish_pad(self.tail, size),
+                    Room::Fits => {
+                        let at = self.ring.payload_index(self.tail);
+                        // SAFETY: room() said the frame fits at `at`.
+                        unsafe { copy_to_shared(self.ring.at(at), msg) };
+                        self.tail = self.ring.publish(self.tail, msg.len() as u64);
+                        return true;
+                    }
+                }
+            }
+        }
+
+        fn try_recv(&mut self) -> Option<Vec<u8>> {
+            loop {
+                match self.ring.peek(self.head).unwrap() {
+                    Peek::Empty | Peek::Closed => return None,
+                    Peek::Pad(skip) => self.head += skip,
+                    Peek::Frame { at, len } => {
+                        let mut out = vec![0u8; len as usize];
+                        // SAFETY: peek() checked the frame lies in the ring.
+                        unsafe { copy_from_shared(&mut out, self.ring.at(at)) };
+                        self.head += frame_size(len);
+                        return Some(out);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn smoke() {
+        let h = heap(256);
+        let mut m = Model {
+            ring: h.ring,
+            tail: 0,
+            head: 0,
+        };
+        assert!(m.try_send(b"hello"));
+        assert_eq!(m.try_recv().unwrap(), b"hello");
+        assert_eq!(m.try_recv(), None);
+    }
+
+    #[test]
+    fn fills_pads_wraps_and_never_reorders() {
+        let h = heap(256);
+        let mut m = Model {
+            ring: h.ring,
+            tail: 0,
+            head: 0,
+        };
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut delivered = 0;
+        for round in 0..5000u32 {
+            let len = (round as usize * 37) % 120;
+            let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ round) as u8).collect();
+            if m.try_send(&msg) {
+                in_flight.push_back(msg);
+            }
+            if round % 3 != 0 {
+                if let Some(got) = m.try_recv() {
+                    assert_eq!(Some(got), in_flight.pop_front());
+                    delivered += 1;
+                }
+            }
+            assert!(m.tail - m.head <= 256);
+        }
+        while let Some(got) = m.try_recv() {
+            assert_eq!(Some(got), in_flight.pop_front());
+        }
+        assert!(in_flight.is_empty());
+        assert!(delivered > 1000);
+    }
+
+    #[test]
+    fn largest_message_fits_an_empty_ring_only() {
+        let h = heap(128);
+        let mut m = Model {
+            ring: h.ring,
+            tail: 0,
+            head: 0,
+        };
+        let max = h.ring.max_len() as usize;
+        assert!(m.try_send(&vec![7u8; max]));
+        assert!(!m.try_send(b""));
+        assert_eq!(m.try_recv().unwrap(), vec![7u8; max]);
+        // Now at a non-zero index: it pads and still fits once drained.
+        assert!(m.try_send(b"x"));
+        assert_eq!(m.try_recv().unwrap(), b"x");
+        // It pads to the end first; the frame fits once the consumer has
+        // passed the padding.
+        assert!(!m.try_send(&vec![8u8; max]));
+        assert_eq!(m.try_recv(), None);
+        assert!(m.try_send(&vec![8u8; max]));
+        assert_eq!(m.try_recv().unwrap(), vec![8u8; max]);
+    }
+
+    #[test]
+    fn scribbled_headers_are_detected() {
+        let h = heap(256);
+        let ring = h.ring;
+        ring.header(0).store(0x1234, Ordering::Relaxed);
+        assert!(ring.peek(0).is_err(), "wrong stamp");
+        ring.header(0).store(encode(0, 10_000), Ordering::Relaxed);
+        assert!(ring.peek(0).is_err(), "overrun");
+        ring.header(0).store(encode(0, PAD), Ordering::Relaxed);
+        assert!(ring.peek(0).is_err(), "pad at start");
+        ring.header(0).store(encode(0, 245), Ordering::Relaxed);
+        assert!(ring.peek(0).is_err(), "longer than max_len");
+        ring.header(0).store(encode(0, 5), Ordering::Relaxed);
+        assert_eq!(ring.peek(0).unwrap(), Peek::Frame { at: 8, len: 5 });
+    }
+
+    #[test]
+    fn impossible_heads_are_detected() {
+        let h = heap(256);
+        let r = h.ring;
+        assert!(r.check_head(8, 16, 64).is_err(), "went backwards");
+        assert!(r.check_head(72, 0, 64).is_err(), "ahead of tail");
+        assert!(r.check_head(0, 0, 300).is_err(), "more than capacity behind");
+        assert!(r.check_head(3, 0, 64).is_err(), "unaligned");
+        assert!(r.check_head(32, 16, 64).is_ok());
+    }
+}
