@@ -205,6 +205,20 @@ impl OpenOptions {
     }
 }
 
+/// Whether this process has `CAP_SYS_RESOURCE`, which lifts the
+/// `/proc/sys/fs/mqueue` limits up to the kernel's hard ceilings. Being root
+/// is not enough: containers often drop the capability.
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim().to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
 fn read_proc_u64(file: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{file}"))
         .ok()?
@@ -215,7 +229,7 @@ fn read_proc_u64(file: &str) -> Option<u64> {
 
 /// Turns a failed creation into the limit that refused it.
 fn creation_cause(e: io::Error, attr: Option<(i64, i64)>) -> Cause {
-    let privileged = rustix::process::geteuid().is_root();
+    let privileged = has_cap_sys_resource();
     let (max, size) = attr.map_or((0, 0), |(m, s)| (m as u64, s as u64));
     match e.raw_os_error() {
         Some(libc::EINVAL) => {

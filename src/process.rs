@@ -65,3 +65,59 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<ExitS
         Err(e) => Err(Error::new("wait for", &object, e)),
     }
 }
+
+/// What [`fork`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fork {
+    /// Running in the new child process.
+    Child,
+    /// Running in the parent; the child's pid.
+    Parent(u32),
+}
+
+/// `fork()`—Creates a child process that is a copy of this one, as the
+/// seed's parent/child activities do.
+///
+/// # Safety
+///
+/// If this process has other threads, the child may only do
+/// async-signal-safe work (no allocation or locks that another thread might
+/// have held) before it `exec`s or ends with [`exit_child`]. From a
+/// single-threaded process the child may do anything. Either way the child
+/// must end with [`exit_child`], not by returning, so it does not run the
+/// parent's destructors (which would, for example, remove IPC objects the
+/// parent still uses).
+///
+/// # References
+///
+/// - [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html)
+pub unsafe fn fork() -> Result<Fork> {
+    // SAFETY: forwarded to the caller's contract.
+    match unsafe { sys::fork() }.context("fork", "process")? {
+        sys::Forked::Child => Ok(Fork::Child),
+        sys::Forked::Parent(pid) => Ok(Fork::Parent(pid.as_raw_nonzero().get() as u32)),
+    }
+}
+
+/// `_exit(code)`—Ends the calling (child) process at once, without running
+/// destructors or `atexit` handlers.
+pub fn exit_child(code: i32) -> ! {
+    sys::exit_now(code)
+}
+
+/// Waits at most `timeout` for the child `pid` (from [`fork`]) to exit and
+/// reaps it; `Ok(None)` if it is still running.
+pub fn wait_pid_timeout(pid: u32, timeout: Duration) -> Result<Option<ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let object = format!("pid {pid}");
+    let raw = Pid::from_raw(pid as i32).ok_or_else(|| Error::new("wait for", &object, Cause::ChildGone))?;
+    let pidfd = pidfd_open(raw, PidfdFlags::empty()).context("wait for", &object)?;
+    match sys::wait_fd(pidfd.as_fd(), PollFlags::IN, sys::deadline(Some(timeout))) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(None),
+        Err(e) => return Err(Error::new("wait for", &object, e)),
+    }
+    let status = sys::retry(|| rustix::process::waitpid(Some(raw), rustix::process::WaitOptions::empty()))
+        .context("wait for", &object)?;
+    Ok(status.map(|(_, s)| ExitStatus::from_raw(s.as_raw())))
+}

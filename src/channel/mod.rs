@@ -645,6 +645,8 @@ pub struct Sender {
     spin: Duration,
     /// The process that attached, or 0 before the first send (`pair`).
     attached_pid: u32,
+    /// Whether this process may use the light barrier (see `wait`).
+    light: bool,
     closed: bool,
 }
 
@@ -671,6 +673,7 @@ impl Sender {
             head: tail,
             spin,
             attached_pid: 0,
+            light: false,
             closed: false,
         }
     }
@@ -685,6 +688,7 @@ impl Sender {
         if self.attached_pid == 0 {
             let h = self.mapped.header();
             self.attached_pid = self.mapped.attach(&h.sender.0, SENDER_LOCK_BYTE, "sender")?;
+            self.light = wait::register_fast_path();
             // Start from wherever the shared positions are (0 for a new channel).
             self.tail = h.tail.0.load(Ordering::Acquire);
             self.head = h.head.0.load(Ordering::Acquire).min(self.tail);
@@ -737,7 +741,8 @@ impl Sender {
                     let at = self.tail;
                     self.tail = ring.publish_pad(self.tail, size);
                     h.tail.0.store(self.tail, Ordering::Release);
-                    if h.receiver.0.sleeping.load(Ordering::SeqCst) != 0 {
+                    wait::light_fence(self.light);
+                    if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
                         wait::wake(ring.stamp_word(at));
                     }
                     continue;
@@ -778,7 +783,8 @@ impl Sender {
         self.tail = ring.publish(at, len as u64);
         let h = self.mapped.header();
         h.tail.0.store(self.tail, Ordering::Release);
-        if h.receiver.0.sleeping.load(Ordering::SeqCst) != 0 {
+        wait::light_fence(self.light);
+        if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
             wait::wake(ring.stamp_word(at));
         }
     }
@@ -996,6 +1002,8 @@ pub struct Receiver {
     head: u64,
     spin: Duration,
     attached_pid: u32,
+    /// Whether this process may use the light barrier (see `wait`).
+    light: bool,
 }
 
 impl Receiver {
@@ -1016,6 +1024,7 @@ impl Receiver {
             head,
             spin,
             attached_pid: 0,
+            light: false,
         }
     }
 
@@ -1029,6 +1038,7 @@ impl Receiver {
         if self.attached_pid == 0 {
             let h = self.mapped.header();
             self.attached_pid = self.mapped.attach(&h.receiver.0, RECEIVER_LOCK_BYTE, "receiver")?;
+            self.light = wait::register_fast_path();
             self.head = h.head.0.load(Ordering::Acquire);
             if self.head % 8 != 0 {
                 return Err(self.err(Cause::Corrupted(format!("read position {} is not aligned", self.head))));
@@ -1058,6 +1068,7 @@ impl Receiver {
         let ring = self.mapped.ring;
         let mut waiter = Waiter::new(self.spin, wait.deadline());
         loop {
+            ring.prefetch_after(self.head);
             match ring.peek(self.head).map_err(|c| self.err(Cause::Corrupted(c.0)))? {
                 Peek::Frame { at, len } => return Ok(Some((at, len))),
                 Peek::Pad(skip) => {
@@ -1089,8 +1100,9 @@ impl Receiver {
     fn advance(&mut self, bytes: u64) {
         self.head += bytes;
         let h = self.mapped.header();
-        h.head.0.swap(self.head, Ordering::SeqCst);
-        if h.sender.0.sleeping.load(Ordering::SeqCst) != 0 {
+        h.head.0.store(self.head, Ordering::Release);
+        wait::light_fence(self.light);
+        if h.sender.0.sleeping.load(Ordering::Relaxed) != 0 {
             wait::wake(low_half(&h.head.0));
         }
     }
@@ -1176,9 +1188,7 @@ impl Drop for Receiver {
         if self.attached_pid != 0 && rustix::process::getpid().as_raw_nonzero().get() as u32 == self.attached_pid {
             let h = self.mapped.header();
             h.receiver.0.state.store(CLOSED, Ordering::SeqCst);
-            if h.sender.0.sleeping.load(Ordering::SeqCst) != 0 {
-                wait::wake(low_half(&h.head.0));
-            }
+            wait::wake(low_half(&h.head.0));
         }
     }
 }

@@ -8,7 +8,7 @@
 //! from 1 ms to 50 ms): a lost wake-up costs at most that, and each timeout
 //! is the moment to check whether the peer died.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
@@ -88,7 +88,8 @@ impl Waiter {
             }
             nap = nap.min(left);
         }
-        flag.swap(1, Ordering::SeqCst);
+        flag.store(1, Ordering::Relaxed);
+        heavy_fence();
         if ready() {
             flag.store(0, Ordering::Relaxed);
             return Ok(());
@@ -106,6 +107,61 @@ impl Waiter {
         }
         Ok(())
     }
+}
+
+// ---- The sleeping-flag handshake (an asymmetric Dekker pattern) ----
+//
+// A side about to sleep sets its flag and then re-checks the condition; a
+// side that just made the condition true checks the flag and wakes the
+// sleeper. Each needs a full barrier between its store and its load, or
+// both loads can see old values and the wake-up is lost. The fast side
+// does this on every message, so instead of a locked instruction there it
+// uses only a compiler fence, and the sleeping side issues
+// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which makes every CPU
+// running a registered process execute a full barrier. A process that
+// could not register uses real fences on its fast path.
+
+/// The pid that registered for expedited global membarriers, if any.
+static REGISTERED_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Registers this process to receive expedited global membarriers (once
+/// per process, also after `fork`). Returns whether its fast path may use a
+/// compiler fence only.
+pub(crate) fn register_fast_path() -> bool {
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    if REGISTERED_PID.load(Ordering::Acquire) == pid {
+        return true;
+    }
+    use rustix::thread::{membarrier, membarrier_query, MembarrierCommand};
+    if !membarrier_query().contains_command(MembarrierCommand::GlobalExpedited) {
+        return false;
+    }
+    match membarrier(MembarrierCommand::RegisterGlobalExpedited) {
+        Ok(()) => {
+            REGISTERED_PID.store(pid, Ordering::Release);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The fast side's barrier between publishing and checking the peer's flag.
+#[inline(always)]
+pub(crate) fn light_fence(registered: bool) {
+    if registered {
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// The sleeping side's barrier between setting its flag and re-checking.
+fn heavy_fence() {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    fence(Ordering::SeqCst);
+    // Where the kernel lacks it, no peer registered either, so every fast
+    // path uses real fences and the fence above suffices.
+    let _ = membarrier(MembarrierCommand::GlobalExpedited);
 }
 
 /// Wakes one process sleeping on `word` (a shared futex).

@@ -1,6 +1,7 @@
 //! `ipckit`: inspect, create, send into, read from and benchmark Linux IPC
 //! objects from the shell.
 
+mod bench;
 mod chan;
 mod fifo;
 mod mmap;
@@ -40,6 +41,8 @@ enum Command {
     Shm(shm::Args),
     /// The shared-memory channel: ipckit's fastest transport.
     Chan(chan::Args),
+    /// Measures every transport between two processes on this machine.
+    Bench(bench::Args),
 }
 
 /// Why a command did not succeed.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Mmap(args) => mmap::run(args),
         Command::Shm(args) => shm::run(args),
         Command::Chan(args) => chan::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
