@@ -210,6 +210,59 @@ impl ChannelOptions {
         Receiver::attach(self.open_named(name)?, self.spin)
     }
 
+    /// Creates a channel in `fd`, an empty shared file such as a memfd (it
+    /// is sized here), and attaches as its sender. Hand the same file to
+    /// the receiving process (inherited, or over a Unix socket) and open it
+    /// there with [`open_receiver_in`](Self::open_receiver_in).
+    pub fn create_sender_in(&self, fd: OwnedFd) -> Result<Sender> {
+        Sender::attach(self.create_in(fd)?, self.spin)
+    }
+
+    /// Creates a channel in `fd` and attaches as its receiver.
+    pub fn create_receiver_in(&self, fd: OwnedFd) -> Result<Receiver> {
+        Receiver::attach(self.create_in(fd)?, self.spin)
+    }
+
+    /// Opens the channel held in `fd` as its sender.
+    pub fn open_sender_in(&self, fd: OwnedFd) -> Result<Sender> {
+        Sender::attach(
+            Mapped::open(
+                Backing::Anonymous(own_description(fd)?),
+                "channel in a file".into(),
+                self.open_timeout,
+            )?,
+            self.spin,
+        )
+    }
+
+    /// Opens the channel held in `fd` as its receiver.
+    pub fn open_receiver_in(&self, fd: OwnedFd) -> Result<Receiver> {
+        Receiver::attach(
+            Mapped::open(
+                Backing::Anonymous(own_description(fd)?),
+                "channel in a file".into(),
+                self.open_timeout,
+            )?,
+            self.spin,
+        )
+    }
+
+    fn create_in(&self, fd: OwnedFd) -> Result<Mapped> {
+        const WHAT: &str = "channel in a file";
+        let cap = self.ring_capacity(&WHAT)?;
+        let fd = own_description(fd)?;
+        let size = sys::retry(|| rustix::fs::fstat(&fd)).context("create", WHAT)?.st_size;
+        if size != 0 {
+            return Err(Error::new(
+                "create",
+                WHAT,
+                Cause::Corrupted(format!("the file is not empty ({size} bytes)")),
+            ));
+        }
+        sys::retry(|| rustix::fs::ftruncate(&fd, HEADER_SIZE + cap)).context("size", WHAT)?;
+        Mapped::initialise(Backing::Anonymous(fd), cap, WHAT.to_owned())
+    }
+
     /// An anonymous channel on a memfd, for a parent and the child it forks:
     /// create the pair, `fork`, and let each process drop the end it does
     /// not use. Nothing appears in `/dev/shm`.
@@ -236,6 +289,25 @@ impl ChannelOptions {
         let rx = Mapped::open(Backing::Anonymous(fd2), WHAT.to_owned(), self.open_timeout)?;
         Ok((Sender::unattached(tx, self.spin), Receiver::unattached(rx, self.spin)))
     }
+}
+
+/// A new open file description of the same file (through `/proc/self/fd`),
+/// so that this end's liveness lock is its own even when `fd` was inherited
+/// from, or passed by, the other side.
+fn reopen(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+    sys::retry(|| {
+        rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+    })
+}
+
+/// [`reopen`], keeping `fd` itself where `/proc` is not available.
+fn own_description(fd: OwnedFd) -> Result<OwnedFd> {
+    Ok(reopen(&fd).unwrap_or(fd))
 }
 
 /// Creates the named channel object without attaching a side (what
