@@ -40,15 +40,33 @@ fn range(points: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// `1.5 µs`, `20 ms`, `2 GB/s`: a value in `unit`s scaled to a readable prefix.
+fn human(v: f64, unit: &str) -> String {
+    let (scaled, prefix) = match unit {
+        "ns" if v >= 1e6 => (v / 1e6, "ms"),
+        "ns" if v >= 1e3 => (v / 1e3, "µs"),
+        "ns" => (v, "ns"),
+        _ if v >= 1e3 => (v / 1e3, "GB/s"),
+        _ => (v, "MB/s"),
+    };
+    if scaled >= 10.0 {
+        format!("{scaled:.0} {prefix}")
+    } else {
+        format!("{scaled:.1} {prefix}")
+    }
+}
+
 fn panel(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     title: &str,
-    y_desc: &str,
+    unit: &'static str,
     lines: &[(String, Vec<(f64, f64)>)],
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // The legend gets its own strip so it never hides a point.
+    let (area, legend) = area.split_horizontally(area.dim_in_pixel().0 - 150);
     let (x0, x1) = range(lines.iter().flat_map(|(_, p)| p.iter().map(|&(x, _)| x)));
     let (y0, y1) = range(lines.iter().flat_map(|(_, p)| p.iter().map(|&(_, y)| y)));
-    let mut chart = ChartBuilder::on(area)
+    let mut chart = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
@@ -57,28 +75,20 @@ fn panel(
     chart
         .configure_mesh()
         .x_desc("message size (bytes)")
-        .y_desc(y_desc)
         .x_label_formatter(&|v| super::human_size(*v as u64))
-        .y_label_formatter(&|v| format!("{v:.3e}"))
+        .y_label_formatter(&|v| human(*v, unit))
         .label_style(("sans-serif", 14))
         .draw()?;
     for (i, (name, pts)) in lines.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let mut pts = pts.clone();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+        chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        let y = 60 + 24 * i as i32;
+        legend.draw(&PathElement::new(vec![(5, y), (30, y)], color.stroke_width(3)))?;
+        legend.draw(&Text::new(name.clone(), (38, y - 8), ("sans-serif", 15)))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
     Ok(())
 }
 
