@@ -536,4 +536,86 @@ mod tests {
         assert!(r.check_head(3, 0, 64).is_err(), "unaligned");
         assert!(r.check_head(32, 16, 64).is_ok());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Send(usize),
+            Recv,
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            proptest::collection::vec(
+                prop_oneof![(0usize..400).prop_map(Op::Send), Just(Op::Recv), Just(Op::Recv)],
+                1..300,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 256 }, ..ProptestConfig::default() })]
+
+            /// Any interleaving of sends and receives delivers exactly what
+            /// was sent, in order, and never lets the producer overrun.
+            #[test]
+            fn ring_matches_a_queue(cap_shift in 8u32..13, ops in ops()) {
+                let cap = 1u64 << cap_shift;
+                let h = heap(cap);
+                let mut m = Model { ring: h.ring, tail: 0, head: 0 };
+                let mut model = std::collections::VecDeque::new();
+                for (i, op) in ops.into_iter().enumerate() {
+                    match op {
+                        Op::Send(len) => {
+                            let len = len.min(h.ring.max_len() as usize);
+                            let msg: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+                            if m.try_send(&msg) {
+                                model.push_back(msg);
+                            } else if model.is_empty() {
+                                // Only padding is in flight: once the consumer
+                                // passes it, the message must fit.
+                                prop_assert_eq!(m.try_recv(), None);
+                                prop_assert!(m.try_send(&msg), "refused by an empty ring");
+                                model.push_back(msg);
+                            }
+                        }
+                        Op::Recv => prop_assert_eq!(m.try_recv(), model.pop_front()),
+                    }
+                    prop_assert!(m.tail >= m.head && m.tail - m.head <= cap);
+                }
+                while let Some(want) = model.pop_front() {
+                    prop_assert_eq!(m.try_recv(), Some(want));
+                }
+                prop_assert_eq!(m.try_recv(), None);
+            }
+
+            /// Whatever another process writes into a header, peek either
+            /// refuses it or describes a frame that lies inside the ring.
+            #[test]
+            fn peek_never_points_outside(cap_shift in 8u32..13, slot in 0u64..64, word in any::<u64>(), stamp_ok in any::<bool>()) {
+                let cap = 1u64 << cap_shift;
+                let h = heap(cap);
+                let pos = (slot * FRAME_ALIGN) % cap + cap * 3;
+                let word = if stamp_ok { (word & !0xffff_ffff) | u64::from(stamp(pos)) } else { word };
+                h.ring.header(h.ring.index(pos)).store(word, Ordering::Relaxed);
+                match h.ring.peek(pos) {
+                    Ok(Peek::Frame { at, len }) => prop_assert!(at + len <= cap && len <= h.ring.max_len()),
+                    Ok(Peek::Pad(skip)) => prop_assert!(h.ring.index(pos) + skip == cap && skip > 0),
+                    Ok(Peek::Empty) => prop_assert_eq!(word, 0),
+                    Ok(Peek::Closed) | Err(_) => {}
+                }
+            }
+
+            /// A consumer position the producer accepts is always plausible.
+            #[test]
+            fn accepted_heads_are_plausible(cap_shift in 8u32..13, head in any::<u64>(), last in any::<u64>(), tail in any::<u64>()) {
+                let cap = 1u64 << cap_shift;
+                let h = heap(cap);
+                if h.ring.check_head(head, last, tail).is_ok() {
+                    prop_assert!(last <= head && head <= tail && tail - head <= cap && head % 8 == 0);
+                }
+            }
+        }
+    }
 }
