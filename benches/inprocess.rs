@@ -9,8 +9,12 @@ use ipckit::channel;
 use ipckit::Name;
 
 fn names(c: &mut Criterion) {
-    c.bench_function("Name::new valid", |b| b.iter(|| Name::new(black_box("/market-data-feed")).unwrap()));
-    c.bench_function("Name::new invalid", |b| b.iter(|| Name::new(black_box("/a/b")).is_err()));
+    c.bench_function("Name::new valid", |b| {
+        b.iter(|| Name::new(black_box("/market-data-feed")).unwrap())
+    });
+    c.bench_function("Name::new invalid", |b| {
+        b.iter(|| Name::new(black_box("/a/b")).is_err())
+    });
 }
 
 fn channel_paths(c: &mut Criterion) {

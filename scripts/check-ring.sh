@@ -10,5 +10,6 @@ PROPTEST_CASES=${PROPTEST_CASES:-5000} cargo test --lib channel::ring
 # Weak-memory emulation is off: Miri's store buffers panic internally on the
 # ring's mixed-size atomics (a payload byte later becomes part of a header
 # word). Miri still checks every access for UB, bounds and data races.
-MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance -Zmiri-disable-weak-memory-emulation}" \
+# Isolation is off because proptest looks for its regression file.
+MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance -Zmiri-disable-weak-memory-emulation -Zmiri-disable-isolation}" \
     cargo +nightly miri test --lib channel::ring

@@ -119,16 +119,22 @@ fn library_receives_from_c_sender_in_another_process() {
         .write(false)
         .open(&name)
         .unwrap();
+    let mut buf = q.buffer();
+    // A blocking receive that the other process satisfies...
+    let mut first = Command::new(c_program("mq_send")).args([&name, "w/3"]).spawn().unwrap();
+    let (n, p) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
+    assert_eq!((&buf[..n], p), (&b"w"[..], 3));
+    assert!(wait(&mut first).success());
+    // ...and priority order once both messages are queued.
     let mut sender = Command::new(c_program("mq_send"))
         .args([&name, "x/0", "y/7"])
         .spawn()
         .unwrap();
-    let mut buf = q.buffer();
+    assert!(wait(&mut sender).success());
     let (n, p) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
     assert_eq!((&buf[..n], p), (&b"y"[..], 7));
     let (n, p) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
     assert_eq!((&buf[..n], p), (&b"x"[..], 0));
-    assert!(wait(&mut sender).success());
 }
 
 #[test]

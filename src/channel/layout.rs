@@ -54,6 +54,9 @@ pub(crate) struct Side {
     pub pid: AtomicU32,
     /// Non-zero while this side is (about to be) asleep on a futex.
     pub sleeping: AtomicU32,
+    /// Non-zero if this side's fast path uses only a compiler fence, so a
+    /// peer going to sleep must issue a membarrier (see `wait`).
+    pub light: AtomicU32,
 }
 
 /// The header, at offset 0 of the object.

@@ -591,8 +591,10 @@ impl Mapped {
         })
     }
 
-    /// Takes this side's lock and marks it attached.
-    fn attach(&self, side: &Side, lock_byte: i64, name: &'static str) -> Result<u32> {
+    /// Takes this side's lock, says whether it uses the light fence, and
+    /// marks it attached (in that order: a peer that sees it attached sees
+    /// its fence kind).
+    fn attach(&self, side: &Side, lock_byte: i64, name: &'static str, light: bool) -> Result<u32> {
         const OP: &str = "attach to channel";
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
         if let Err(e) = sys::ofd_lock(self.backing.fd(), lock_byte) {
@@ -608,6 +610,9 @@ impl Mapped {
                 ));
             }
             return Err(Error::new(OP, &self.label, e));
+        }
+        if side.state.load(Ordering::Acquire) == ABSENT {
+            side.light.store(u32::from(light), Ordering::Release);
         }
         match side
             .state
@@ -759,8 +764,10 @@ impl Sender {
     fn ensure_attached(&mut self) -> Result<()> {
         if self.attached_pid == 0 {
             let h = self.mapped.header();
-            self.attached_pid = self.mapped.attach(&h.sender.0, SENDER_LOCK_BYTE, "sender")?;
-            self.light = wait::register_fast_path();
+            self.light = wait::register_fast_path(self.spin);
+            self.attached_pid = self
+                .mapped
+                .attach(&h.sender.0, SENDER_LOCK_BYTE, "sender", self.light)?;
             // Start from wherever the shared positions are (0 for a new channel).
             self.tail = h.tail.0.load(Ordering::Acquire);
             self.head = h.head.0.load(Ordering::Acquire).min(self.tail);
@@ -840,7 +847,8 @@ impl Sender {
                 self.mapped
                     .check_alive(&h.receiver.0, RECEIVER_LOCK_BYTE, "receiver", SEND_OP)
             };
-            match waiter.pause(&h.sender.0.sleeping, word, seen, ready, liveness) {
+            let peer_light = peer_is_light(&h.receiver.0);
+            match waiter.pause(&h.sender.0.sleeping, peer_light, word, seen, ready, liveness) {
                 Ok(()) => {}
                 Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
                 Err(Stop::Failed(e)) => return Err(e),
@@ -1109,8 +1117,11 @@ impl Receiver {
     fn ensure_attached(&mut self) -> Result<()> {
         if self.attached_pid == 0 {
             let h = self.mapped.header();
-            self.attached_pid = self.mapped.attach(&h.receiver.0, RECEIVER_LOCK_BYTE, "receiver")?;
-            self.light = wait::register_fast_path();
+            self.light = wait::register_fast_path(self.spin);
+            self.attached_pid = self
+                .mapped
+                .attach(&h.receiver.0, RECEIVER_LOCK_BYTE, "receiver", self.light)?;
+
             self.head = h.head.0.load(Ordering::Acquire);
             if self.head % 8 != 0 {
                 return Err(self.err(Cause::Corrupted(format!("read position {} is not aligned", self.head))));
@@ -1160,7 +1171,8 @@ impl Receiver {
                 self.mapped
                     .check_alive(&h.sender.0, SENDER_LOCK_BYTE, "sender", RECV_OP)
             };
-            match waiter.pause(&h.receiver.0.sleeping, word, 0, ready, liveness) {
+            let peer_light = peer_is_light(&h.sender.0);
+            match waiter.pause(&h.receiver.0.sleeping, peer_light, word, 0, ready, liveness) {
                 Ok(()) => {}
                 Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
                 Err(Stop::Failed(e)) => return Err(e),
@@ -1381,6 +1393,12 @@ impl Drop for RecvView<'_> {
     fn drop(&mut self) {
         self.rx.advance(ring::frame_size(self.len as u64));
     }
+}
+
+/// Whether the peer's fast path needs this side's membarrier before it
+/// sleeps. A peer that has not attached yet may still attach as light.
+fn peer_is_light(peer: &Side) -> bool {
+    peer.state.load(Ordering::Acquire) != ATTACHED || peer.light.load(Ordering::Acquire) != 0
 }
 
 /// The low 32 bits of a little-endian `AtomicU64` in shared memory, as the

@@ -49,12 +49,14 @@ impl Waiter {
     /// Waits a little for `word` to stop holding `value`.
     ///
     /// `flag` is this side's "sleeping" word, set while asleep so the peer
-    /// knows to issue a wake-up. `ready` re-checks the full condition after
+    /// knows to issue a wake-up; `peer_light` says whether the peer's fast
+    /// path relies on this side's membarrier. `ready` re-checks the full condition after
     /// the flag is set (closing the race with a peer that published just
     /// before). `liveness` runs after each sleep that timed out.
     pub(crate) fn pause<E>(
         &mut self,
         flag: &AtomicU32,
+        peer_light: bool,
         word: &AtomicU32,
         value: u32,
         ready: impl FnOnce() -> bool,
@@ -89,7 +91,7 @@ impl Waiter {
             nap = nap.min(left);
         }
         flag.store(1, Ordering::Relaxed);
-        heavy_fence();
+        heavy_fence(peer_light);
         if ready() {
             flag.store(0, Ordering::Relaxed);
             return Ok(());
@@ -126,8 +128,13 @@ static REGISTERED_PID: AtomicU32 = AtomicU32::new(0);
 
 /// Registers this process to receive expedited global membarriers (once
 /// per process, also after `fork`). Returns whether its fast path may use a
-/// compiler fence only.
-pub(crate) fn register_fast_path() -> bool {
+/// compiler fence only. A side that does not spin sleeps on nearly every
+/// message, and its peer would pay an interrupt each time, so it uses real
+/// fences instead.
+pub(crate) fn register_fast_path(spin: Duration) -> bool {
+    if spin.is_zero() {
+        return false;
+    }
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     if REGISTERED_PID.load(Ordering::Acquire) == pid {
         return true;
@@ -156,12 +163,17 @@ pub(crate) fn light_fence(registered: bool) {
 }
 
 /// The sleeping side's barrier between setting its flag and re-checking.
-fn heavy_fence() {
+/// A peer whose fast path has a real fence needs only ours; a peer with
+/// the light fence needs the membarrier (an inter-processor interrupt, so
+/// it is skipped when not needed).
+fn heavy_fence(peer_light: bool) {
     use rustix::thread::{membarrier, MembarrierCommand};
     fence(Ordering::SeqCst);
-    // Where the kernel lacks it, no peer registered either, so every fast
-    // path uses real fences and the fence above suffices.
-    let _ = membarrier(MembarrierCommand::GlobalExpedited);
+    if peer_light {
+        // Where the kernel lacks it no peer could register, so no peer is
+        // light and this is not reached.
+        let _ = membarrier(MembarrierCommand::GlobalExpedited);
+    }
 }
 
 /// Wakes one process sleeping on `word` (a shared futex).
