@@ -93,29 +93,108 @@ pub(crate) enum Room {
     Full,
 }
 
-/// A ring of `capacity` bytes (a power of two) at `base`.
+/// An atomic 64-bit word: std's, or loom's when the algorithm is
+/// model-checked.
+pub(crate) trait Word {
+    fn load(&self, order: Ordering) -> u64;
+    fn store(&self, value: u64, order: Ordering);
+}
+
+impl Word for AtomicU64 {
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+
+    fn store(&self, value: u64, order: Ordering) {
+        AtomicU64::store(self, value, order)
+    }
+}
+
+/// Where a ring's bytes live, as 8-byte words.
+pub(crate) trait Memory {
+    type Word: Word;
+    /// The word at byte index `idx` (8-aligned, inside the ring).
+    fn word(&self, idx: u64) -> &Self::Word;
+}
+
+/// Memory at a raw address: the channel's shared mapping.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Ring {
-    base: NonNull<u8>,
+pub(crate) struct Raw(NonNull<u8>);
+
+// SAFETY: an address into a shared mapping; every access through it is
+// atomic or goes through the copy routines, which are valid from any thread.
+unsafe impl Send for Raw {}
+// SAFETY: as above.
+unsafe impl Sync for Raw {}
+
+impl Memory for Raw {
+    type Word = AtomicU64;
+
+    fn word(&self, idx: u64) -> &AtomicU64 {
+        // SAFETY: callers pass an 8-aligned index inside the ring (Ring::new's
+        // contract makes the whole ring valid and 8-aligned), so the word is
+        // in bounds and aligned for AtomicU64; memory another process writes
+        // is accessed only atomically through it.
+        unsafe { &*(self.0.as_ptr().add(idx as usize) as *const AtomicU64) }
+    }
+}
+
+/// A ring of `capacity` bytes (a power of two) in memory `M`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ring<M = Raw> {
+    mem: M,
     capacity: u64,
 }
 
-// SAFETY: a Ring is an address and a size; all access through it is atomic
-// or goes through the copy routines, which are valid from any thread.
-unsafe impl Send for Ring {}
-// SAFETY: as above.
-unsafe impl Sync for Ring {}
-
-impl Ring {
+impl Ring<Raw> {
     /// # Safety
     ///
     /// `base` must point to `capacity` bytes, 8-byte aligned, that stay
     /// mapped for as long as this `Ring` (or a copy) is used; `capacity`
-    /// must be a power of two of at least 64.
+    /// must be a power of two of at least 128.
     pub(crate) unsafe fn new(base: NonNull<u8>, capacity: u64) -> Self {
-        debug_assert!(capacity.is_power_of_two() && capacity >= 64);
         debug_assert_eq!(base.as_ptr() as usize % 8, 0);
-        Self { base, capacity }
+        Self::with_memory(Raw(base), capacity)
+    }
+
+    /// Address of the low half of the header word at `pos` (the stamp): the
+    /// futex word a waiting consumer sleeps on.
+    pub(crate) fn stamp_word(&self, pos: u64) -> &std::sync::atomic::AtomicU32 {
+        let idx = self.index(pos);
+        // SAFETY: as in `Raw::word`; the low 4 bytes of the (little-endian)
+        // header word hold the stamp, and futex only needs their address.
+        unsafe { &*(self.mem.0.as_ptr().add(idx as usize) as *const std::sync::atomic::AtomicU32) }
+    }
+
+    /// Pointer to ring index `idx` for copying `len` bytes (checked by callers).
+    pub(crate) fn at(&self, idx: u64) -> *mut u8 {
+        debug_assert!(idx <= self.capacity);
+        // SAFETY: idx <= capacity keeps the pointer inside or one past the ring.
+        unsafe { self.mem.0.as_ptr().add(idx as usize) }
+    }
+
+    /// Hints the CPU to fetch the cache line after the header at `head`, so
+    /// a frame spanning two lines arrives in one round of coherence traffic
+    /// instead of two. A prefetch never faults and changes nothing.
+    #[inline(always)]
+    pub(crate) fn prefetch_after(&self, head: u64) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            let next = self.at(self.index(head + FRAME_ALIGN));
+            // SAFETY: prefetch is a hint with no memory effects; the address
+            // is inside the ring anyway.
+            unsafe { std::arch::x86_64::_mm_prefetch(next.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0) };
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let _ = head;
+    }
+}
+
+impl<M: Memory> Ring<M> {
+    /// A ring over `mem`; `capacity` must be a power of two of at least 128.
+    pub(crate) fn with_memory(mem: M, capacity: u64) -> Self {
+        debug_assert!(capacity.is_power_of_two() && capacity >= 2 * FRAME_ALIGN);
+        Self { mem, capacity }
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -133,28 +212,9 @@ impl Ring {
     }
 
     /// The header word at ring index `idx` (8-aligned, in bounds).
-    fn header(&self, idx: u64) -> &AtomicU64 {
+    fn header(&self, idx: u64) -> &M::Word {
         debug_assert!(idx % 8 == 0 && idx + 8 <= self.capacity);
-        // SAFETY: idx is 8-aligned and idx + 8 <= capacity, so the word is
-        // inside the ring and aligned for AtomicU64; shared memory written by
-        // another process is accessed only atomically through it.
-        unsafe { &*(self.base.as_ptr().add(idx as usize) as *const AtomicU64) }
-    }
-
-    /// Address of the low half of the header word at `pos` (the stamp): the
-    /// futex word a waiting consumer sleeps on.
-    pub(crate) fn stamp_word(&self, pos: u64) -> &std::sync::atomic::AtomicU32 {
-        let idx = self.index(pos);
-        // SAFETY: as in `header`; the low 4 bytes of the (little-endian)
-        // header word hold the stamp, and futex only needs their address.
-        unsafe { &*(self.base.as_ptr().add(idx as usize) as *const std::sync::atomic::AtomicU32) }
-    }
-
-    /// Pointer to ring index `idx` for copying `len` bytes (checked by callers).
-    pub(crate) fn at(&self, idx: u64) -> *mut u8 {
-        debug_assert!(idx <= self.capacity);
-        // SAFETY: idx <= capacity keeps the pointer inside or one past the ring.
-        unsafe { self.base.as_ptr().add(idx as usize) }
+        self.mem.word(idx)
     }
 
     // ---- producer ----
@@ -221,22 +281,6 @@ impl Ring {
     }
 
     // ---- consumer ----
-
-    /// Hints the CPU to fetch the cache line after the header at `head`, so
-    /// a frame spanning two lines arrives in one round of coherence traffic
-    /// instead of two. A prefetch never faults and changes nothing.
-    #[inline(always)]
-    pub(crate) fn prefetch_after(&self, head: u64) {
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        {
-            let next = self.at(self.index(head + FRAME_ALIGN));
-            // SAFETY: prefetch is a hint with no memory effects; the address
-            // is inside the ring anyway.
-            unsafe { std::arch::x86_64::_mm_prefetch(next.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0) };
-        }
-        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        let _ = head;
-    }
 
     /// Reads and checks the header at the consumer's `head`.
     pub(crate) fn peek(&self, head: u64) -> Result<Peek, Corrupted> {
@@ -617,5 +661,106 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// The producer/consumer protocol model-checked with loom: every
+/// interleaving and every allowed reordering of the ring's atomics, on the
+/// real `room`/`publish`/`peek` code, over loom's atomics instead of shared
+/// memory. Run by `scripts/check-ring.sh` (`RUSTFLAGS="--cfg loom"`).
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::atomic::AtomicU64 as LoomU64;
+    use loom::sync::Arc;
+
+    impl Word for LoomU64 {
+        fn load(&self, order: Ordering) -> u64 {
+            LoomU64::load(self, order)
+        }
+
+        fn store(&self, value: u64, order: Ordering) {
+            LoomU64::store(self, value, order)
+        }
+    }
+
+    struct Words(Vec<LoomU64>);
+
+    impl Memory for Words {
+        type Word = LoomU64;
+        fn word(&self, idx: u64) -> &LoomU64 {
+            &self.0[(idx / 8) as usize]
+        }
+    }
+
+    /// Message `i` of `words` 8-byte words, each word naming its message.
+    fn word_of(i: u64, w: u64) -> u64 {
+        (i << 32) | (w + 1)
+    }
+
+    #[test]
+    fn every_interleaving_delivers_in_order_without_stale_frames() {
+        // 256 bytes, 64-byte frames: the messages below pad, wrap, and reuse
+        // positions of the first lap (where a stale header would show).
+        const CAP: u64 = 256;
+        const LENS: [u64; 5] = [8, 120, 8, 56, 8];
+        loom::model(|| {
+            let ring = Arc::new(Ring::with_memory(
+                Words((0..CAP / 8).map(|_| LoomU64::new(0)).collect()),
+                CAP,
+            ));
+            let head = Arc::new(LoomU64::new(0));
+            let (pring, phead) = (ring.clone(), head.clone());
+            let producer = loom::thread::spawn(move || {
+                let (mut tail, mut seen_head) = (0u64, 0u64);
+                for (i, &len) in LENS.iter().enumerate() {
+                    loop {
+                        match pring.room(tail, seen_head, len) {
+                            Room::Fits => break,
+                            Room::Pad(size) => tail = pring.publish_pad(tail, size),
+                            Room::Full => {
+                                let h = phead.load(Ordering::Acquire);
+                                pring.check_head(h, seen_head, tail).unwrap();
+                                seen_head = h;
+                                loom::thread::yield_now();
+                            }
+                        }
+                    }
+                    let at = pring.payload_index(tail);
+                    for w in 0..len / 8 {
+                        pring
+                            .mem
+                            .word(at + 8 * w)
+                            .store(word_of(i as u64, w), Ordering::Relaxed);
+                    }
+                    tail = pring.publish(tail, len);
+                }
+            });
+            let mut pos = 0u64;
+            let mut got = 0;
+            while got < LENS.len() {
+                match ring.peek(pos).expect("a stale or torn header") {
+                    Peek::Empty => loom::thread::yield_now(),
+                    Peek::Pad(skip) => {
+                        pos += skip;
+                        head.store(pos, Ordering::Release);
+                    }
+                    Peek::Closed => panic!("no close was sent"),
+                    Peek::Frame { at, len } => {
+                        assert_eq!(len, LENS[got]);
+                        for w in 0..len / 8 {
+                            assert_eq!(
+                                ring.mem.word(at + 8 * w).load(Ordering::Relaxed),
+                                word_of(got as u64, w)
+                            );
+                        }
+                        pos += frame_size(len);
+                        head.store(pos, Ordering::Release);
+                        got += 1;
+                    }
+                }
+            }
+            producer.join().unwrap();
+        });
     }
 }
