@@ -1,6 +1,8 @@
 //! `ipckit bench`: every transport, two real processes, content checked,
 //! one table.
 
+#[cfg(feature = "iceoryx2")]
+mod iox;
 mod measure;
 mod plot;
 mod transports;
@@ -30,7 +32,8 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated transports: pipe, fifo, uds, mq, shm-futex, chan,
-    /// chan-sleep (the channel with spinning off), tcp.
+    /// chan-sleep (the channel with spinning off), tcp, and iceoryx2 when
+    /// built with the `iceoryx2` feature.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Option<Vec<String>>,
     /// Comma-separated message sizes (bytes, or with K/M suffixes), 16 B to 1M.

@@ -18,7 +18,21 @@ use ipckit::shm::ShmOptions;
 use super::measure::Link;
 
 /// The transports, in table order.
-pub const ALL: [&str; 8] = ["pipe", "fifo", "uds", "mq", "shm-futex", "chan", "chan-sleep", "tcp"];
+#[cfg(not(feature = "iceoryx2"))]
+pub const ALL: &[&str] = &["pipe", "fifo", "uds", "mq", "shm-futex", "chan", "chan-sleep", "tcp"];
+/// The transports, in table order, with the optional comparator.
+#[cfg(feature = "iceoryx2")]
+pub const ALL: &[&str] = &[
+    "pipe",
+    "fifo",
+    "uds",
+    "mq",
+    "shm-futex",
+    "chan",
+    "chan-sleep",
+    "tcp",
+    "iceoryx2",
+];
 
 /// A transport set up for one message size, before `fork`.
 // One value per measurement, never in a collection: size does not matter.
@@ -39,6 +53,12 @@ pub enum Prepared {
     Chans {
         a: (Sender, Receiver),
         b: (Sender, Receiver),
+    },
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2 {
+        ab: String,
+        ba: String,
+        size: usize,
     },
 }
 
@@ -62,6 +82,8 @@ pub enum AnyLink {
         seq_in: u32,
     },
     Chan(Sender, Receiver),
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(super::iox::IoxLink),
 }
 
 fn err(e: ipckit::Error) -> io::Error {
@@ -137,6 +159,12 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
                 b: (tx_ba, rx_ab),
             }
         }
+        #[cfg(feature = "iceoryx2")]
+        "iceoryx2" => Prepared::Iceoryx2 {
+            ab: format!("ipckit-bench-{tag}-ab"),
+            ba: format!("ipckit-bench-{tag}-ba"),
+            size,
+        },
         other => return Err(format!("unknown transport {other:?}")),
     })
 }
@@ -184,6 +212,11 @@ impl Prepared {
             Prepared::Chans { a, b } => {
                 let (tx, rx) = if first { a } else { b };
                 AnyLink::Chan(tx, rx)
+            }
+            #[cfg(feature = "iceoryx2")]
+            Prepared::Iceoryx2 { ab, ba, size } => {
+                let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
+                AnyLink::Iceoryx2(super::iox::IoxLink::open(&out, &inp, size)?)
             }
         })
     }
@@ -259,6 +292,8 @@ impl Link for AnyLink {
                 Ok(())
             }
             AnyLink::Chan(tx, _) => tx.send(buf).map(drop).map_err(|e| err(e.into())),
+            #[cfg(feature = "iceoryx2")]
+            AnyLink::Iceoryx2(link) => link.send(buf),
         }
     }
 
@@ -290,6 +325,8 @@ impl Link for AnyLink {
                 publish(Self::word(map, *inp + ACK), want);
                 Ok(())
             }
+            #[cfg(feature = "iceoryx2")]
+            AnyLink::Iceoryx2(link) => link.recv(buf),
             AnyLink::Chan(_, rx) => match rx.recv(buf).map_err(err)? {
                 Some(n) if n == buf.len() => Ok(()),
                 Some(n) => Err(io::Error::other(format!(
