@@ -146,7 +146,7 @@ pub fn run(args: Args) -> CmdResult {
     let budget = if args.quick {
         Duration::from_millis(200)
     } else {
-        Duration::from_millis(800)
+        Duration::from_millis(700)
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinned = cores >= 2 && pin(0);
