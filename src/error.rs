@@ -152,6 +152,16 @@ pub enum Cause {
         /// The process that has it.
         pid: u32,
     },
+    /// A peer sent more file descriptors than there was room for; those
+    /// that arrived were closed.
+    #[error("the peer sent more than the {room} descriptors there was room for; those that arrived were closed")]
+    ControlTruncated {
+        /// How many descriptors the receiver made room for.
+        room: usize,
+    },
+    /// A received file is not sealed the way it must be, or is too small.
+    #[error("{0}")]
+    BadSeals(String),
     /// A bounded wait ran out.
     #[error("timed out")]
     TimedOut,
@@ -239,6 +249,7 @@ impl Error {
             Cause::Corrupted(_) => io::ErrorKind::InvalidData,
             Cause::Closed { .. } | Cause::PeerDied { .. } => io::ErrorKind::BrokenPipe,
             Cause::InUse { .. } => io::ErrorKind::ResourceBusy,
+            Cause::ControlTruncated { .. } | Cause::BadSeals(_) => io::ErrorKind::InvalidData,
             Cause::LimitReached { .. } => io::ErrorKind::OutOfMemory,
             Cause::NotMounted { .. } => io::ErrorKind::NotFound,
         }

@@ -37,6 +37,7 @@
 pub mod channel;
 pub mod error;
 pub mod fifo;
+pub mod memfd;
 pub mod mmap;
 pub mod mq;
 pub mod name;
@@ -44,6 +45,7 @@ pub mod pipe;
 pub mod process;
 pub mod shm;
 mod sys;
+pub mod unix_socket;
 
 pub use error::{Cause, Error, Result};
 pub use name::Name;

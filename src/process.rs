@@ -121,3 +121,17 @@ pub fn wait_pid_timeout(pid: u32, timeout: Duration) -> Result<Option<ExitStatus
         .context("wait for", &object)?;
     Ok(status.map(|(_, s)| ExitStatus::from_raw(s.as_raw())))
 }
+
+/// Turns `SIGINT`, `SIGTERM` and `SIGHUP` into an event: they are blocked
+/// in the calling thread (call it before starting threads) and the returned
+/// descriptor becomes readable when one arrives. Poll it beside your other
+/// descriptors to shut down cleanly (remove socket files, unlink objects)
+/// instead of dying mid-operation.
+///
+/// # References
+///
+/// - [`signalfd(2)`](https://man7.org/linux/man-pages/man2/signalfd.2.html)
+#[doc(alias = "signalfd")]
+pub fn termination_signals() -> Result<std::os::fd::OwnedFd> {
+    sys::termination_signalfd().context("watch", "termination signals")
+}

@@ -460,6 +460,29 @@ pub(crate) unsafe fn read_raw(fd: BorrowedFd<'_>, ptr: *mut u8, len: usize) -> i
     retry_libc(|| unsafe { libc::read(fd.as_raw_fd(), ptr.cast(), len) as i64 }).map(|n| n as usize)
 }
 
+/// Blocks `SIGINT`, `SIGTERM` and `SIGHUP` in the calling thread (and the
+/// threads it creates afterwards) and returns a `signalfd` that becomes
+/// readable when one of them arrives.
+pub(crate) fn termination_signalfd() -> io::Result<OwnedFd> {
+    // SAFETY: the sigset is initialised by sigemptyset before use; these
+    // calls only change this thread's signal mask and create a descriptor.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

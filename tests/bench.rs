@@ -7,7 +7,17 @@ use std::time::Instant;
 
 use common::{assert_fails, assert_ok, ipckit, run, TempDir};
 
-const ALL: [&str; 8] = ["pipe", "fifo", "uds", "mq", "shm-futex", "chan", "chan-sleep", "tcp"];
+const ALL: [&str; 9] = [
+    "pipe",
+    "fifo",
+    "uds",
+    "mq",
+    "shm-futex",
+    "chan",
+    "chan-memfd",
+    "chan-sleep",
+    "tcp",
+];
 
 #[test]
 fn smoke() {

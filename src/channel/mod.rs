@@ -263,6 +263,31 @@ impl ChannelOptions {
         Mapped::initialise(Backing::Anonymous(fd), cap, WHAT.to_owned())
     }
 
+    /// Creates a channel in a new memfd, sealed against shrinking and
+    /// growing, and attaches as its sender. Hand the returned descriptor to
+    /// the receiving process (over a Unix socket with
+    /// [`send_with_fds`](crate::unix_socket::send_with_fds)); it opens it
+    /// with [`open_sealed_receiver`](Self::open_sealed_receiver). Nothing
+    /// appears in `/dev/shm`, and no process can truncate the ring.
+    pub fn create_sealed_sender(&self) -> Result<(Sender, OwnedFd)> {
+        use crate::memfd::{Memfd, SealFlags};
+        let memfd = Memfd::create("ipckit-channel", 0)?;
+        let mine = memfd.as_fd().try_clone_to_owned().context("duplicate", "memfd")?;
+        let tx = self.create_sender_in(mine)?;
+        memfd.seal(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        Ok((tx, memfd.into()))
+    }
+
+    /// Opens the channel in a memfd received from its creator, after
+    /// checking that it is sealed against shrinking and growing and is
+    /// large enough for a channel header (an unsealed or short file is
+    /// refused with [`Cause::BadSeals`] before anything is mapped).
+    pub fn open_sealed_receiver(&self, fd: OwnedFd) -> Result<Receiver> {
+        use crate::memfd::{Memfd, SealFlags};
+        let memfd = Memfd::from_received(fd, HEADER_SIZE + MIN_CAPACITY, SealFlags::SHRINK | SealFlags::GROW)?;
+        self.open_receiver_in(memfd.into())
+    }
+
     /// An anonymous channel on a memfd, for a parent and the child it forks:
     /// create the pair, `fork`, and let each process drop the end it does
     /// not use. Nothing appears in `/dev/shm`.

@@ -8,6 +8,7 @@ mod mmap;
 mod mq;
 mod pipe;
 mod shm;
+mod uds;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     Shm(shm::Args),
     /// The shared-memory channel: ipckit's fastest transport.
     Chan(chan::Args),
+    /// Unix domain sockets: an echo server and a client.
+    Uds(uds::Args),
     /// Measures every transport between two processes on this machine.
     Bench(bench::Args),
 }
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Command::Mmap(args) => mmap::run(args),
         Command::Shm(args) => shm::run(args),
         Command::Chan(args) => chan::run(args),
+        Command::Uds(args) => uds::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -31,9 +31,10 @@ pub struct Args {
     /// --sizes is given): the whole bench in under 15 s.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated transports: pipe, fifo, uds, mq, shm-futex, chan,
-    /// chan-sleep (the channel with spinning off), tcp, and iceoryx2 when
-    /// built with the `iceoryx2` feature.
+    /// Comma-separated transports: pipe, fifo, uds, mq, shm-futex, chan (a
+    /// named channel), chan-memfd (a channel in a memfd), chan-sleep (the
+    /// memfd channel with spinning off), tcp, and iceoryx2 when built with
+    /// the `iceoryx2` feature.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Option<Vec<String>>,
     /// Comma-separated message sizes (bytes, or with K/M suffixes), 16 B to 1M.

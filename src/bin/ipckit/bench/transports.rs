@@ -19,7 +19,17 @@ use super::measure::Link;
 
 /// The transports, in table order.
 #[cfg(not(feature = "iceoryx2"))]
-pub const ALL: &[&str] = &["pipe", "fifo", "uds", "mq", "shm-futex", "chan", "chan-sleep", "tcp"];
+pub const ALL: &[&str] = &[
+    "pipe",
+    "fifo",
+    "uds",
+    "mq",
+    "shm-futex",
+    "chan",
+    "chan-memfd",
+    "chan-sleep",
+    "tcp",
+];
 /// The transports, in table order, with the optional comparator.
 #[cfg(feature = "iceoryx2")]
 pub const ALL: &[&str] = &[
@@ -29,6 +39,7 @@ pub const ALL: &[&str] = &[
     "mq",
     "shm-futex",
     "chan",
+    "chan-memfd",
     "chan-sleep",
     "tcp",
     "iceoryx2",
@@ -54,6 +65,7 @@ pub enum Prepared {
         a: (Sender, Receiver),
         b: (Sender, Receiver),
     },
+    NamedChans(ChanNames),
     #[cfg(feature = "iceoryx2")]
     Iceoryx2 {
         ab: String,
@@ -81,7 +93,12 @@ pub enum AnyLink {
         seq_out: u32,
         seq_in: u32,
     },
-    Chan(Sender, Receiver),
+    /// A sender, a receiver, and (in the parent) the names to remove after.
+    Chan {
+        tx: Sender,
+        rx: Receiver,
+        _cleanup: Option<ChanNames>,
+    },
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(super::iox::IoxLink),
 }
@@ -146,7 +163,16 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
             drop(shm); // unlinks the name; the mapping stays
             Prepared::ShmFutex(map, size)
         }
-        "chan" | "chan-sleep" => {
+        "chan" => {
+            // Named channels in /dev/shm; each process opens its ends after fork.
+            let capacity = ((size as u64 + 64) * 4).max(ipckit::channel::DEFAULT_CAPACITY);
+            let names = ChanNames([format!("/ipckit-bench-{tag}-ab"), format!("/ipckit-bench-{tag}-ba")]);
+            for name in &names.0 {
+                ipckit::channel::create(name, capacity).map_err(|e| fail(&e))?;
+            }
+            Prepared::NamedChans(names)
+        }
+        "chan-memfd" | "chan-sleep" => {
             let mut opts = ChannelOptions::new();
             opts.capacity(((size as u64 + 64) * 4).max(ipckit::channel::DEFAULT_CAPACITY));
             if transport == "chan-sleep" {
@@ -211,7 +237,26 @@ impl Prepared {
             }
             Prepared::Chans { a, b } => {
                 let (tx, rx) = if first { a } else { b };
-                AnyLink::Chan(tx, rx)
+                AnyLink::Chan { tx, rx, _cleanup: None }
+            }
+            Prepared::NamedChans(names) => {
+                let [ab, ba] = &names.0;
+                let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
+                let tx = Sender::open(out).map_err(err)?;
+                let rx = Receiver::open(inp).map_err(err)?;
+                // The parent removes the names when its side is done; the
+                // child must leave them to it.
+                let names = if first {
+                    Some(names)
+                } else {
+                    std::mem::forget(names);
+                    None
+                };
+                AnyLink::Chan {
+                    tx,
+                    rx,
+                    _cleanup: names,
+                }
             }
             #[cfg(feature = "iceoryx2")]
             Prepared::Iceoryx2 { ab, ba, size } => {
@@ -219,6 +264,18 @@ impl Prepared {
                 AnyLink::Iceoryx2(super::iox::IoxLink::open(&out, &inp, size)?)
             }
         })
+    }
+}
+
+/// Channel names that are removed when dropped.
+pub struct ChanNames([String; 2]);
+
+impl Drop for ChanNames {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            // Already gone is fine; nothing else to do in drop.
+            let _ = ipckit::channel::remove(name);
+        }
     }
 }
 
@@ -291,7 +348,7 @@ impl Link for AnyLink {
                 publish(Self::word(map, *out), *seq_out);
                 Ok(())
             }
-            AnyLink::Chan(tx, _) => tx.send(buf).map(drop).map_err(|e| err(e.into())),
+            AnyLink::Chan { tx, .. } => tx.send(buf).map(drop).map_err(|e| err(e.into())),
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(link) => link.send(buf),
         }
@@ -327,7 +384,7 @@ impl Link for AnyLink {
             }
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(link) => link.recv(buf),
-            AnyLink::Chan(_, rx) => match rx.recv(buf).map_err(err)? {
+            AnyLink::Chan { rx, .. } => match rx.recv(buf).map_err(err)? {
                 Some(n) if n == buf.len() => Ok(()),
                 Some(n) => Err(io::Error::other(format!(
                     "message of {n} bytes, expected {}",
