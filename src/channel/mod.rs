@@ -670,6 +670,76 @@ impl Mapped {
     }
 }
 
+/// Which end of a channel a handle is.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Sender,
+    Receiver,
+}
+
+impl End {
+    fn name(self) -> &'static str {
+        match self {
+            End::Sender => "sender",
+            End::Receiver => "receiver",
+        }
+    }
+
+    fn lock_byte(self) -> i64 {
+        match self {
+            End::Sender => SENDER_LOCK_BYTE,
+            End::Receiver => RECEIVER_LOCK_BYTE,
+        }
+    }
+
+    fn side(self, h: &Header) -> &Side {
+        match self {
+            End::Sender => &h.sender.0,
+            End::Receiver => &h.receiver.0,
+        }
+    }
+}
+
+/// An end's attachment to its channel, made on first use, so the copy of
+/// an end that a forked process drops unused never counts as that end.
+#[derive(Debug)]
+struct Attachment {
+    end: End,
+    /// How long this end spins before sleeping.
+    spin: Duration,
+    /// The process that attached, or 0 before first use.
+    pid: u32,
+    /// Whether this process may use the light barrier (see `wait`).
+    light: bool,
+}
+
+impl Attachment {
+    fn new(end: End, spin: Duration) -> Self {
+        Self {
+            end,
+            spin,
+            pid: 0,
+            light: false,
+        }
+    }
+
+    /// Attaches if not attached yet; true if it attached just now.
+    fn ensure(&mut self, mapped: &Mapped) -> Result<bool> {
+        if self.pid != 0 {
+            return Ok(false);
+        }
+        self.light = wait::register_fast_path(self.spin);
+        let side = self.end.side(mapped.header());
+        self.pid = mapped.attach(side, self.end.lock_byte(), self.end.name(), self.light)?;
+        Ok(true)
+    }
+
+    /// Whether this end is attached and this process is the one that did.
+    fn is_mine(&self) -> bool {
+        self.pid != 0 && rustix::process::getpid().as_raw_nonzero().get() as u32 == self.pid
+    }
+}
+
 /// An error from a send, with the message that was not sent.
 pub struct SendError<T> {
     message: T,
@@ -744,11 +814,7 @@ pub struct Sender {
     tail: u64,
     /// Last consumer position accepted (validated, monotonic).
     head: u64,
-    spin: Duration,
-    /// The process that attached, or 0 before the first send (`pair`).
-    attached_pid: u32,
-    /// Whether this process may use the light barrier (see `wait`).
-    light: bool,
+    att: Attachment,
     closed: bool,
 }
 
@@ -773,9 +839,7 @@ impl Sender {
             mapped,
             tail,
             head: tail,
-            spin,
-            attached_pid: 0,
-            light: false,
+            att: Attachment::new(End::Sender, spin),
             closed: false,
         }
     }
@@ -787,12 +851,8 @@ impl Sender {
     }
 
     fn ensure_attached(&mut self) -> Result<()> {
-        if self.attached_pid == 0 {
+        if self.att.ensure(&self.mapped)? {
             let h = self.mapped.header();
-            self.light = wait::register_fast_path(self.spin);
-            self.attached_pid = self
-                .mapped
-                .attach(&h.sender.0, SENDER_LOCK_BYTE, "sender", self.light)?;
             // Start from wherever the shared positions are (0 for a new channel).
             self.tail = h.tail.0.load(Ordering::Acquire);
             self.head = h.head.0.load(Ordering::Acquire).min(self.tail);
@@ -833,7 +893,7 @@ impl Sender {
         }
         self.ensure_attached()?;
         let ring = self.mapped.ring;
-        let mut waiter = Waiter::new(self.spin, wait.deadline());
+        let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
             let h = self.mapped.header();
             if h.receiver.0.state.load(Ordering::Relaxed) == CLOSED {
@@ -845,7 +905,7 @@ impl Sender {
                     let at = self.tail;
                     self.tail = ring.publish_pad(self.tail, size);
                     h.tail.0.store(self.tail, Ordering::Release);
-                    wait::light_fence(self.light);
+                    wait::light_fence(self.att.light);
                     if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
                         wait::wake(ring.stamp_word(at));
                     }
@@ -888,7 +948,7 @@ impl Sender {
         self.tail = ring.publish(at, len as u64);
         let h = self.mapped.header();
         h.tail.0.store(self.tail, Ordering::Release);
-        wait::light_fence(self.light);
+        wait::light_fence(self.att.light);
         if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
             wait::wake(ring.stamp_word(at));
         }
@@ -969,13 +1029,9 @@ impl Sender {
     }
 
     fn close_inner(&mut self) -> Result<()> {
-        if self.closed || self.attached_pid == 0 {
-            self.closed = true;
-            return Ok(());
-        }
-        self.closed = true;
+        let was_closed = std::mem::replace(&mut self.closed, true);
         // After fork, only the process that attached may close.
-        if rustix::process::getpid().as_raw_nonzero().get() as u32 != self.attached_pid {
+        if was_closed || !self.att.is_mine() {
             return Ok(());
         }
         let h = self.mapped.header();
@@ -1105,10 +1161,7 @@ pub struct Receiver {
     mapped: Mapped,
     /// Private read position (the shared one is only published).
     head: u64,
-    spin: Duration,
-    attached_pid: u32,
-    /// Whether this process may use the light barrier (see `wait`).
-    light: bool,
+    att: Attachment,
 }
 
 impl Receiver {
@@ -1127,9 +1180,7 @@ impl Receiver {
         Self {
             mapped,
             head,
-            spin,
-            attached_pid: 0,
-            light: false,
+            att: Attachment::new(End::Receiver, spin),
         }
     }
 
@@ -1140,12 +1191,8 @@ impl Receiver {
     }
 
     fn ensure_attached(&mut self) -> Result<()> {
-        if self.attached_pid == 0 {
+        if self.att.ensure(&self.mapped)? {
             let h = self.mapped.header();
-            self.light = wait::register_fast_path(self.spin);
-            self.attached_pid = self
-                .mapped
-                .attach(&h.receiver.0, RECEIVER_LOCK_BYTE, "receiver", self.light)?;
 
             self.head = h.head.0.load(Ordering::Acquire);
             if self.head % 8 != 0 {
@@ -1174,7 +1221,7 @@ impl Receiver {
     fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
         self.ensure_attached()?;
         let ring = self.mapped.ring;
-        let mut waiter = Waiter::new(self.spin, wait.deadline());
+        let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
             ring.prefetch_after(self.head);
             match ring.peek(self.head).map_err(|c| self.err(Cause::Corrupted(c.0)))? {
@@ -1210,7 +1257,7 @@ impl Receiver {
         self.head += bytes;
         let h = self.mapped.header();
         h.head.0.store(self.head, Ordering::Release);
-        wait::light_fence(self.light);
+        wait::light_fence(self.att.light);
         if h.sender.0.sleeping.load(Ordering::Relaxed) != 0 {
             wait::wake(low_half(&h.head.0));
         }
@@ -1294,7 +1341,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if self.attached_pid != 0 && rustix::process::getpid().as_raw_nonzero().get() as u32 == self.attached_pid {
+        if self.att.is_mine() {
             let h = self.mapped.header();
             h.receiver.0.state.store(CLOSED, Ordering::SeqCst);
             wait::wake(low_half(&h.head.0));
