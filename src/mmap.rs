@@ -149,7 +149,7 @@ impl MmapOptions {
         }
         .context("map", "anonymous memory")?;
         Ok(Mmap {
-            ptr: NonNull::new(ptr.cast()).expect("mmap returned null"),
+            ptr: non_null(ptr)?,
             len,
             page_offset: 0,
             access: Access::Write { shared },
@@ -215,12 +215,19 @@ impl MmapOptions {
         }
         .context("map", WHAT)?;
         Ok(Mmap {
-            ptr: NonNull::new(ptr.cast()).expect("mmap returned null"),
+            ptr: non_null(ptr)?,
             len: len + page_offset,
             page_offset,
             access,
         })
     }
+}
+
+/// The address `mmap` returned; it never returns null on success (no
+/// `MAP_FIXED`), but that is checked rather than assumed.
+fn non_null(ptr: *mut std::ffi::c_void) -> Result<NonNull<u8>> {
+    NonNull::new(ptr.cast())
+        .ok_or_else(|| Error::new("map", "memory", io::Error::other("mmap returned a null address")))
 }
 
 /// A memory mapping, unmapped on drop. See the [module docs](self) for why

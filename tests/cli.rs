@@ -70,6 +70,13 @@ fn help_and_version_succeed_on_stdout() {
         &["pipe", "--help"],
         &["fifo", "--help"],
         &["fifo", "send", "--help"],
+        &["mq", "--help"],
+        &["mmap", "--help"],
+        &["shm", "--help"],
+        &["shm", "write", "--help"],
+        &["chan", "--help"],
+        &["uds", "--help"],
+        &["bench", "--help"],
         &["--version"],
     ] {
         let out = run(ipckit().args(args), b"");
@@ -80,6 +87,12 @@ fn help_and_version_succeed_on_stdout() {
     let out = run(ipckit().args(["fifo", "--help"]), b"");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("unrelated processes") && text.contains("recv"), "{text}");
+    // The top-level help lists every facility.
+    let out = run(ipckit().arg("--help"), b"");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for group in ["pipe", "fifo", "mq", "mmap", "shm", "chan", "uds", "bench"] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(group)), "{group} missing from --help");
+    }
 }
 
 #[test]
