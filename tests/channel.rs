@@ -704,3 +704,35 @@ fn channel_on_a_memfd_between_processes() {
     drop(tx);
     assert_eq!(rx.recv_timeout(&mut [0u8; 8], TIMEOUT).unwrap(), None);
 }
+
+#[test]
+fn hostile_positions_near_u64_max_are_errors_not_panics() {
+    // Offsets of the published positions in the header page (layout.rs):
+    // tail on the second 128-byte line, head on the fourth.
+    const TAIL: usize = 128;
+    const HEAD: usize = 3 * 128;
+    for (tail, head) in [
+        (0, u64::MAX - 63),
+        (u64::MAX - 63, u64::MAX - 63),
+        (u64::MAX, 0),
+        (64, 4096 * 4),
+        (8, 0),
+    ] {
+        let name = Fresh::new();
+        channel::create(&name.0, 4096).unwrap();
+        let map = Shm::open(&name.0).unwrap().map().unwrap();
+        map.write(TAIL, &tail).unwrap();
+        map.write(HEAD, &head).unwrap();
+        // Debug builds check every overflow: none of this may panic.
+        if let Ok(mut rx) = Receiver::open(&name.0) {
+            let _ = rx.try_recv(&mut [0u8; 64]);
+        }
+        if let Ok(mut tx) = Sender::open(&name.0) {
+            for _ in 0..200 {
+                if tx.try_send(&[1u8; 100]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

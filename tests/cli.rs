@@ -91,7 +91,10 @@ fn help_and_version_succeed_on_stdout() {
     let out = run(ipckit().arg("--help"), b"");
     let text = String::from_utf8(out.stdout).unwrap();
     for group in ["pipe", "fifo", "mq", "mmap", "shm", "chan", "uds", "bench"] {
-        assert!(text.lines().any(|l| l.trim_start().starts_with(group)), "{group} missing from --help");
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(group)),
+            "{group} missing from --help"
+        );
     }
 }
 

@@ -853,9 +853,18 @@ impl Sender {
     fn ensure_attached(&mut self) -> Result<()> {
         if self.att.ensure(&self.mapped)? {
             let h = self.mapped.header();
-            // Start from wherever the shared positions are (0 for a new channel).
-            self.tail = h.tail.0.load(Ordering::Acquire);
-            self.head = h.head.0.load(Ordering::Acquire).min(self.tail);
+            // Start from wherever the shared positions are (0 for a new
+            // channel), after checking them.
+            let tail = h.tail.0.load(Ordering::Acquire);
+            let head = h.head.0.load(Ordering::Acquire);
+            if tail % ring::FRAME_ALIGN != 0 {
+                return Err(self.err(Cause::Corrupted(format!("write position {tail} is not aligned"))));
+            }
+            self.mapped
+                .ring
+                .check_head(head, head, tail)
+                .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
+            (self.tail, self.head) = (tail, head);
         }
         Ok(())
     }
@@ -1195,7 +1204,7 @@ impl Receiver {
             let h = self.mapped.header();
 
             self.head = h.head.0.load(Ordering::Acquire);
-            if self.head % 8 != 0 {
+            if self.head % ring::FRAME_ALIGN != 0 {
                 return Err(self.err(Cause::Corrupted(format!("read position {} is not aligned", self.head))));
             }
         }
@@ -1254,7 +1263,7 @@ impl Receiver {
 
     /// Moves past `bytes` and tells a sender waiting for room.
     fn advance(&mut self, bytes: u64) {
-        self.head += bytes;
+        self.head = self.head.wrapping_add(bytes);
         let h = self.mapped.header();
         h.head.0.store(self.head, Ordering::Release);
         wait::light_fence(self.att.light);

@@ -180,7 +180,7 @@ impl Ring<Raw> {
     pub(crate) fn prefetch_after(&self, head: u64) {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
-            let next = self.at(self.index(head + FRAME_ALIGN));
+            let next = self.at(self.index(head.wrapping_add(FRAME_ALIGN)));
             // SAFETY: prefetch is a hint with no memory effects; the address
             // is inside the ring anyway.
             unsafe { std::arch::x86_64::_mm_prefetch(next.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0) };
@@ -221,8 +221,14 @@ impl<M: Memory> Ring<M> {
 
     /// Checks the consumer's published `head` against the producer's `tail`
     /// and the last head it accepted.
+    ///
+    /// Positions count bytes modulo 2^64, so the checks are modular: the
+    /// head must lie on the way from the last accepted head to the tail, at
+    /// most `capacity` behind the tail.
     pub(crate) fn check_head(&self, head: u64, last_head: u64, tail: u64) -> Result<(), Corrupted> {
-        if head < last_head || head > tail || tail - head > self.capacity || head % 8 != 0 {
+        let behind = tail.wrapping_sub(head);
+        let advanced = head.wrapping_sub(last_head);
+        if advanced > tail.wrapping_sub(last_head) || behind > self.capacity || head % 8 != 0 {
             return Err(Corrupted(format!(
                 "read position {head} is impossible (last {last_head}, write position {tail})"
             )));
@@ -231,9 +237,9 @@ impl<M: Memory> Ring<M> {
     }
 
     /// Whether a frame of `len` bytes can go at `tail` with the consumer at
-    /// `head` (both already checked).
+    /// `head` (checked: at most `capacity` behind).
     pub(crate) fn room(&self, tail: u64, head: u64, len: u64) -> Room {
-        let free = self.capacity - (tail - head);
+        let free = self.capacity.saturating_sub(tail.wrapping_sub(head));
         let need = frame_size(len);
         let contiguous = self.capacity - self.index(tail);
         if need <= contiguous {
@@ -252,7 +258,7 @@ impl<M: Memory> Ring<M> {
     /// Publishes a padding frame of `size` bytes at `tail` (as returned by
     /// [`room`](Self::room)); returns the new tail.
     pub(crate) fn publish_pad(&self, tail: u64, size: u64) -> u64 {
-        let next = tail + size;
+        let next = tail.wrapping_add(size);
         self.header(self.index(next)).store(0, Ordering::Relaxed);
         self.header(self.index(tail))
             .store(encode(tail, PAD), Ordering::Release);
@@ -268,7 +274,7 @@ impl<M: Memory> Ring<M> {
     /// Publishes the frame of `len` bytes whose payload was written at
     /// `payload_index(tail)`; returns the new tail.
     pub(crate) fn publish(&self, tail: u64, len: u64) -> u64 {
-        let next = tail + frame_size(len);
+        let next = tail.wrapping_add(frame_size(len));
         self.header(self.index(next)).store(0, Ordering::Relaxed);
         self.header(self.index(tail))
             .store(encode(tail, len as u32), Ordering::Release);
@@ -473,12 +479,12 @@ mod tests {
             loop {
                 match self.ring.peek(self.head).unwrap() {
                     Peek::Empty | Peek::Closed => return None,
-                    Peek::Pad(skip) => self.head += skip,
+                    Peek::Pad(skip) => self.head = self.head.wrapping_add(skip),
                     Peek::Frame { at, len } => {
                         let mut out = vec![0u8; len as usize];
                         // SAFETY: peek() checked the frame lies in the ring.
                         unsafe { copy_from_shared(&mut out, self.ring.at(at)) };
-                        self.head += frame_size(len);
+                        self.head = self.head.wrapping_add(frame_size(len));
                         return Some(out);
                     }
                 }
@@ -652,13 +658,41 @@ mod tests {
                 }
             }
 
-            /// A consumer position the producer accepts is always plausible.
+            /// A consumer position the producer accepts is always plausible
+            /// (in modular terms: between the last head and the tail).
             #[test]
             fn accepted_heads_are_plausible(cap_shift in 8u32..13, head in any::<u64>(), last in any::<u64>(), tail in any::<u64>()) {
                 let cap = 1u64 << cap_shift;
                 let h = heap(cap);
                 if h.ring.check_head(head, last, tail).is_ok() {
-                    prop_assert!(last <= head && head <= tail && tail - head <= cap && head % 8 == 0);
+                    prop_assert!(head.wrapping_sub(last) <= tail.wrapping_sub(last));
+                    prop_assert!(tail.wrapping_sub(head) <= cap && head % 8 == 0);
+                    prop_assert!(matches!(h.ring.room(tail, head, 0), Room::Fits | Room::Pad(_) | Room::Full));
+                }
+            }
+
+            /// Positions near the end of the u64 range wrap without trouble.
+            #[test]
+            fn positions_wrap_around_u64(start_slot in 0u64..64, ops in ops()) {
+                let cap = 512u64;
+                let h = heap(cap);
+                let start = u64::MAX - start_slot * FRAME_ALIGN - (FRAME_ALIGN - 1);
+                let mut m = Model { ring: h.ring, tail: start, head: start };
+                let mut model = std::collections::VecDeque::new();
+                for (i, op) in ops.into_iter().enumerate() {
+                    match op {
+                        Op::Send(len) => {
+                            let msg = vec![i as u8; len.min(h.ring.max_len() as usize)];
+                            if m.try_send(&msg) {
+                                model.push_back(msg);
+                            } else if model.is_empty() {
+                                prop_assert_eq!(m.try_recv(), None);
+                                prop_assert!(m.try_send(&msg));
+                                model.push_back(msg);
+                            }
+                        }
+                        Op::Recv => prop_assert_eq!(m.try_recv(), model.pop_front()),
+                    }
                 }
             }
         }
