@@ -723,15 +723,17 @@ impl Attachment {
         }
     }
 
-    /// Attaches if not attached yet; true if it attached just now.
-    fn ensure(&mut self, mapped: &Mapped) -> Result<bool> {
-        if self.pid != 0 {
-            return Ok(false);
-        }
+    /// Whether this end has attached (in some process).
+    fn is_attached(&self) -> bool {
+        self.pid != 0
+    }
+
+    /// Attaches this end: takes its liveness lock and marks it attached.
+    fn attach(&mut self, mapped: &Mapped) -> Result<()> {
         self.light = wait::register_fast_path(self.spin);
         let side = self.end.side(mapped.header());
         self.pid = mapped.attach(side, self.end.lock_byte(), self.end.name(), self.light)?;
-        Ok(true)
+        Ok(())
     }
 
     /// Whether this end is attached and this process is the one that did.
@@ -833,12 +835,13 @@ impl Sender {
         ChannelOptions::new().open_sender(name)
     }
 
+    /// A sender that attaches on first use; its positions are read (and
+    /// checked) then.
     fn unattached(mapped: Mapped, spin: Duration) -> Self {
-        let tail = mapped.header().tail.0.load(Ordering::Acquire);
         Self {
             mapped,
-            tail,
-            head: tail,
+            tail: 0,
+            head: 0,
             att: Attachment::new(End::Sender, spin),
             closed: false,
         }
@@ -851,21 +854,24 @@ impl Sender {
     }
 
     fn ensure_attached(&mut self) -> Result<()> {
-        if self.att.ensure(&self.mapped)? {
-            let h = self.mapped.header();
-            // Start from wherever the shared positions are (0 for a new
-            // channel), after checking them.
-            let tail = h.tail.0.load(Ordering::Acquire);
-            let head = h.head.0.load(Ordering::Acquire);
-            if tail % ring::FRAME_ALIGN != 0 {
-                return Err(self.err(Cause::Corrupted(format!("write position {tail} is not aligned"))));
-            }
-            self.mapped
-                .ring
-                .check_head(head, head, tail)
-                .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
-            (self.tail, self.head) = (tail, head);
+        if self.att.is_attached() {
+            return Ok(());
         }
+        // Start from wherever the shared positions are (0 for a new
+        // channel), checked before attaching: a handle that failed to attach
+        // never writes at a position it did not check.
+        let h = self.mapped.header();
+        let tail = h.tail.0.load(Ordering::Acquire);
+        let head = h.head.0.load(Ordering::Acquire);
+        if tail % ring::FRAME_ALIGN != 0 {
+            return Err(self.err(Cause::Corrupted(format!("write position {tail} is not aligned"))));
+        }
+        self.mapped
+            .ring
+            .check_head(head, head, tail)
+            .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
+        self.att.attach(&self.mapped)?;
+        (self.tail, self.head) = (tail, head);
         Ok(())
     }
 
@@ -1184,11 +1190,12 @@ impl Receiver {
         ChannelOptions::new().open_receiver(name)
     }
 
+    /// A receiver that attaches on first use; its position is read (and
+    /// checked) then.
     fn unattached(mapped: Mapped, spin: Duration) -> Self {
-        let head = mapped.header().head.0.load(Ordering::Acquire);
         Self {
             mapped,
-            head,
+            head: 0,
             att: Attachment::new(End::Receiver, spin),
         }
     }
@@ -1200,14 +1207,15 @@ impl Receiver {
     }
 
     fn ensure_attached(&mut self) -> Result<()> {
-        if self.att.ensure(&self.mapped)? {
-            let h = self.mapped.header();
-
-            self.head = h.head.0.load(Ordering::Acquire);
-            if self.head % ring::FRAME_ALIGN != 0 {
-                return Err(self.err(Cause::Corrupted(format!("read position {} is not aligned", self.head))));
-            }
+        if self.att.is_attached() {
+            return Ok(());
         }
+        let head = self.mapped.header().head.0.load(Ordering::Acquire);
+        if head % ring::FRAME_ALIGN != 0 {
+            return Err(self.err(Cause::Corrupted(format!("read position {head} is not aligned"))));
+        }
+        self.att.attach(&self.mapped)?;
+        self.head = head;
         Ok(())
     }
 
