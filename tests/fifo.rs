@@ -281,18 +281,16 @@ fn shell_echo_into_cli_recv() {
     fifo::remove(&path).unwrap();
 }
 
-#[test]
-fn cli_send_stdin_to_shell_cat_one_mebibyte() {
+/// Streams `len` pattern bytes into a new FIFO with `ipckit fifo send`
+/// (stdin) while `reader` (given the FIFO's path) copies it to its stdout,
+/// and checks every byte arrived.
+fn send_through_fifo(mut reader: std::process::Command, len: usize, seed: u64) {
     let dir = TempDir::new();
-    let path = dir.join("big");
+    let path = dir.join("stream");
     let _guard = fifo::create(&path, 0o600).unwrap();
-    let data = pattern(1 << 20, 7);
-    let mut cat = std::process::Command::new("cat")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out_pipe = cat.stdout.take().unwrap();
+    let data = pattern(len, seed);
+    let mut reader = reader.arg(&path).stdout(Stdio::piped()).spawn().unwrap();
+    let mut out_pipe = reader.stdout.take().unwrap();
     let collector = std::thread::spawn(move || {
         let mut got = Vec::new();
         out_pipe.read_to_end(&mut got).unwrap();
@@ -300,34 +298,22 @@ fn cli_send_stdin_to_shell_cat_one_mebibyte() {
     });
     let sent = run(ipckit().args(["fifo", "send"]).arg(&path), &data);
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    wait_ok(&mut cat);
+    wait_ok(&mut reader);
     let got = collector.join().unwrap();
     assert_eq!(got.len(), data.len());
     assert!(got == data, "content differs");
 }
 
 #[test]
+fn cli_send_stdin_to_shell_cat_one_mebibyte() {
+    send_through_fifo(std::process::Command::new("cat"), 1 << 20, 7);
+}
+
+#[test]
 fn two_cli_processes_move_bytes_exactly() {
-    let dir = TempDir::new();
-    let path = dir.join("pair");
-    let _guard = fifo::create(&path, 0o600).unwrap();
-    let data = pattern(3 << 20, 9);
-    let mut recv = ipckit()
-        .args(["fifo", "recv"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out_pipe = recv.stdout.take().unwrap();
-    let collector = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        out_pipe.read_to_end(&mut got).unwrap();
-        got
-    });
-    let sent = run(ipckit().args(["fifo", "send"]).arg(&path), &data);
-    assert!(sent.status.success());
-    wait_ok(&mut recv);
-    assert!(collector.join().unwrap() == data, "content differs");
+    let mut recv = ipckit();
+    recv.args(["fifo", "recv"]);
+    send_through_fifo(recv, 3 << 20, 9);
 }
 
 #[test]
