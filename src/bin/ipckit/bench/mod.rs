@@ -120,19 +120,20 @@ fn usage(msg: String) -> Failure {
 }
 
 pub fn run(args: Args) -> CmdResult {
+    let all = transports::all();
     let transports: Vec<String> = match args.transports {
         Some(list) => {
             for t in &list {
-                if !transports::ALL.contains(&t.as_str()) {
+                if !all.contains(&t.as_str()) {
                     return Err(usage(format!(
                         "unknown transport {t:?} (choose from {})",
-                        transports::ALL.join(", ")
+                        all.join(", ")
                     )));
                 }
             }
             list
         }
-        None => transports::ALL.iter().map(|s| s.to_string()).collect(),
+        None => all.iter().map(|s| s.to_string()).collect(),
     };
     let sizes = match args.sizes {
         Some(list) => list,

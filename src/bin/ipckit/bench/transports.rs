@@ -17,33 +17,25 @@ use ipckit::shm::ShmOptions;
 
 use super::measure::Link;
 
-/// The transports, in table order.
-#[cfg(not(feature = "iceoryx2"))]
-pub const ALL: &[&str] = &[
-    "pipe",
-    "fifo",
-    "uds",
-    "mq",
-    "shm-futex",
-    "chan",
-    "chan-memfd",
-    "chan-sleep",
-    "tcp",
-];
-/// The transports, in table order, with the optional comparator.
-#[cfg(feature = "iceoryx2")]
-pub const ALL: &[&str] = &[
-    "pipe",
-    "fifo",
-    "uds",
-    "mq",
-    "shm-futex",
-    "chan",
-    "chan-memfd",
-    "chan-sleep",
-    "tcp",
-    "iceoryx2",
-];
+/// Every transport, in table order; `iceoryx2` only with that feature.
+pub fn all() -> Vec<&'static str> {
+    const EVERY: [&str; 10] = [
+        "pipe",
+        "fifo",
+        "uds",
+        "mq",
+        "shm-futex",
+        "chan",
+        "chan-memfd",
+        "chan-sleep",
+        "tcp",
+        "iceoryx2",
+    ];
+    EVERY
+        .into_iter()
+        .filter(|t| cfg!(feature = "iceoryx2") || *t != "iceoryx2")
+        .collect()
+}
 
 /// A transport set up for one message size, before `fork`.
 // One value per measurement, never in a collection: size does not matter.
