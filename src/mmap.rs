@@ -366,24 +366,9 @@ impl Mmap {
     /// [`Cause::Truncated`] if the object shrank (the part before that was
     /// written); `EPIPE` if `out` is a pipe with no reader.
     pub fn write_to(&self, out: impl AsFd, offset: usize, len: usize) -> Result<()> {
-        let mut at = self.range("write out", offset, len)?;
-        let mut left = len;
-        while left > 0 {
-            // SAFETY: `at..at+left` is within the mapping; the kernel reads it.
-            let n = unsafe { sys::write_raw_nosigpipe(out.as_fd(), at, left) }
-                .map_err(|e| Self::copy_error("write out", e))?;
-            if n == 0 {
-                return Err(Error::new(
-                    "write out",
-                    "mapping",
-                    io::Error::from(io::ErrorKind::WriteZero),
-                ));
-            }
-            left -= n;
-            // SAFETY: n <= left, so this stays within the mapping.
-            at = unsafe { at.add(n) };
-        }
-        Ok(())
+        let at = self.range("write out", offset, len)?;
+        // SAFETY: `at..at+len` is within the mapping; the kernel reads it.
+        unsafe { sys::write_all_raw(out.as_fd(), at, len) }.map_err(|e| Self::copy_error("write out", e))
     }
 
     /// `msync(MS_SYNC)`—Writes changes in a shared file mapping back to the

@@ -43,13 +43,10 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<ExitS
     }
     let deadline = sys::deadline(Some(timeout));
     let pid = Pid::from_raw(child.id() as i32).ok_or_else(|| Error::new("wait for", &object, Cause::ChildGone))?;
-    match pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(pidfd) => match sys::wait_fd(pidfd.as_fd(), PollFlags::IN, deadline) {
-            Ok(_) => child.wait().map(Some).context("wait for", &object),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(None),
-            Err(e) => Err(Error::new("wait for", &object, e)),
-        },
-        Err(Errno::NOSYS) => {
+    match exits_by(pid, deadline) {
+        Ok(true) => child.wait().map(Some).context("wait for", &object),
+        Ok(false) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {
             let mut nap = Duration::from_micros(100);
             loop {
                 if let Some(status) = child.try_wait().context("wait for", &object)? {
@@ -63,6 +60,17 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<ExitS
             }
         }
         Err(e) => Err(Error::new("wait for", &object, e)),
+    }
+}
+
+/// Waits on a pidfd of `pid` until it exits (`true`) or `deadline` passes
+/// (`false`). `ENOSYS` on kernels without pidfds.
+fn exits_by(pid: Pid, deadline: Option<std::time::Instant>) -> std::io::Result<bool> {
+    let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
+    match sys::wait_fd(pidfd.as_fd(), PollFlags::IN, deadline) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -111,11 +119,8 @@ pub fn wait_pid_timeout(pid: u32, timeout: Duration) -> Result<Option<ExitStatus
     use std::os::unix::process::ExitStatusExt;
     let object = format!("pid {pid}");
     let raw = Pid::from_raw(pid as i32).ok_or_else(|| Error::new("wait for", &object, Cause::ChildGone))?;
-    let pidfd = pidfd_open(raw, PidfdFlags::empty()).context("wait for", &object)?;
-    match sys::wait_fd(pidfd.as_fd(), PollFlags::IN, sys::deadline(Some(timeout))) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(None),
-        Err(e) => return Err(Error::new("wait for", &object, e)),
+    if !exits_by(raw, sys::deadline(Some(timeout))).context("wait for", &object)? {
+        return Ok(None);
     }
     let status = sys::retry(|| rustix::process::waitpid(Some(raw), rustix::process::WaitOptions::empty()))
         .context("wait for", &object)?;

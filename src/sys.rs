@@ -115,18 +115,9 @@ pub(crate) fn write_nosigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usiz
 /// `ptr..ptr+len` must be a range of this process's address space (it may
 /// be unmapped or beyond a file's end; the kernel reports that as `EFAULT`).
 pub(crate) unsafe fn write_raw_nosigpipe(fd: BorrowedFd<'_>, ptr: *const u8, len: usize) -> io::Result<usize> {
-    let write = || loop {
-        // SAFETY: the kernel validates the user range and reports bad pages
-        // as EFAULT; nothing in Rust dereferences `ptr`.
-        let n = unsafe { libc::write(fd.as_raw_fd(), ptr.cast(), len) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    };
+    // SAFETY: the kernel validates the user range and reports bad pages as
+    // EFAULT; nothing in Rust dereferences `ptr`.
+    let write = || retry_libc(|| unsafe { libc::write(fd.as_raw_fd(), ptr.cast(), len) as i64 }).map(|n| n as usize);
     if !sigpipe_is_fatal() {
         return write();
     }
@@ -155,6 +146,27 @@ pub(crate) unsafe fn write_raw_nosigpipe(fd: BorrowedFd<'_>, ptr: *const u8, len
         }
         result
     }
+}
+
+/// Writes all `len` bytes at `ptr` to `fd` with [`write_raw_nosigpipe`],
+/// retrying short writes.
+///
+/// # Safety
+///
+/// As [`write_raw_nosigpipe`].
+pub(crate) unsafe fn write_all_raw(fd: BorrowedFd<'_>, mut ptr: *const u8, mut len: usize) -> io::Result<()> {
+    while len > 0 {
+        // SAFETY: forwarded to the caller's contract for `ptr..ptr+len`.
+        match unsafe { write_raw_nosigpipe(fd, ptr, len) }? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => {
+                len -= n;
+                // SAFETY: n <= len, so the pointer stays within the range.
+                ptr = unsafe { ptr.add(n) };
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Copies `len` bytes between two ranges of this process's memory through

@@ -1443,24 +1443,8 @@ impl RecvView<'_> {
     /// Writes the message to `out` straight from shared memory with
     /// `write(2)` (no copy in this process), retrying short writes.
     pub fn write_to(&self, out: impl AsFd) -> Result<()> {
-        let mut at = self.ptr();
-        let mut left = self.len;
-        while left > 0 {
-            // SAFETY: `at..at+left` is within the checked frame; the kernel reads it.
-            let n =
-                unsafe { sys::write_raw_nosigpipe(out.as_fd(), at, left) }.context("write out", "channel message")?;
-            if n == 0 {
-                return Err(Error::new(
-                    "write out",
-                    "channel message",
-                    std::io::Error::from(std::io::ErrorKind::WriteZero),
-                ));
-            }
-            left -= n;
-            // SAFETY: n <= left keeps the pointer within the frame.
-            at = unsafe { at.add(n) };
-        }
-        Ok(())
+        // SAFETY: the frame lies in the ring (checked by peek); the kernel reads it.
+        unsafe { sys::write_all_raw(out.as_fd(), self.ptr(), self.len) }.context("write out", "channel message")
     }
 
     /// The message as a slice, without copying.
