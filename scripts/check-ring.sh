@@ -8,11 +8,11 @@
 #     access in the ring for undefined behaviour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROPTEST_CASES=${PROPTEST_CASES:-5000} cargo test --lib channel::ring
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib channel::ring::loom_model
+PROPTEST_CASES=${PROPTEST_CASES:-5000} cargo test -p ipcraft --lib channel::ring
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p ipcraft --release --lib channel::ring::loom_model
 # Weak-memory emulation is off: Miri's store buffers panic internally on the
 # ring's mixed-size atomics (a payload byte later becomes part of a header
 # word). Miri still checks every access for UB, bounds and data races.
 # Isolation is off because proptest looks for its regression file.
 MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance -Zmiri-disable-weak-memory-emulation -Zmiri-disable-isolation}" \
-    cargo +nightly miri test --lib channel::ring
+    cargo +nightly miri test -p ipcraft --lib channel::ring

@@ -1,0 +1,389 @@
+//! Every transport the bench measures, each through ipcraft's own API (std
+//! for TCP, the reference): set up before `fork`, then turned into one
+//! side's [`Link`] in each process.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ipcraft::channel::{ChannelOptions, Receiver, Sender};
+use ipcraft::fifo::FifoGuard;
+use ipcraft::mmap::Mmap;
+use ipcraft::mq::{MessageQueue, OpenOptions as MqOpen};
+use ipcraft::pipe::{PipeReader, PipeWriter};
+use ipcraft::shm::ShmOptions;
+
+use super::measure::Link;
+
+/// Every transport, in table order; `iceoryx2` only with that feature.
+pub fn all() -> Vec<&'static str> {
+    const EVERY: [&str; 10] = [
+        "pipe",
+        "fifo",
+        "uds",
+        "mq",
+        "shm-futex",
+        "chan",
+        "chan-memfd",
+        "chan-sleep",
+        "tcp",
+        "iceoryx2",
+    ];
+    EVERY
+        .into_iter()
+        .filter(|t| cfg!(feature = "iceoryx2") || *t != "iceoryx2")
+        .collect()
+}
+
+/// A transport set up for one message size, before `fork`.
+// One value per measurement, never in a collection: size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Prepared {
+    Pipes {
+        a: (PipeWriter, PipeReader),
+        b: (PipeWriter, PipeReader),
+    },
+    Fifos {
+        ab: FifoGuard,
+        ba: FifoGuard,
+    },
+    Sockets(UnixStream, UnixStream),
+    Tcp(TcpStream, TcpStream),
+    Queues(MessageQueue, MessageQueue),
+    ShmFutex(Mmap, usize),
+    Chans {
+        a: (Sender, Receiver),
+        b: (Sender, Receiver),
+    },
+    NamedChans(ChanNames),
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2 {
+        ab: String,
+        ba: String,
+        size: usize,
+    },
+}
+
+/// One side of a prepared transport.
+#[allow(clippy::large_enum_variant)]
+pub enum AnyLink {
+    Fd(PipeWriter, PipeReader),
+    Socket(UnixStream),
+    Tcp(TcpStream),
+    Queue {
+        tx: MessageQueue,
+        rx: MessageQueue,
+        buf: Vec<u8>,
+    },
+    ShmFutex {
+        map: Mmap,
+        size: usize,
+        out: usize,
+        inp: usize,
+        seq_out: u32,
+        seq_in: u32,
+    },
+    /// A sender, a receiver, and (in the parent) the names to remove after.
+    Chan {
+        tx: Sender,
+        rx: Receiver,
+        _cleanup: Option<ChanNames>,
+    },
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(super::iox::IoxLink),
+}
+
+fn err(e: ipcraft::Error) -> io::Error {
+    e.into()
+}
+
+/// Sets up `transport` for messages of `size` bytes. `Ok(None)` with a
+/// reason if this transport cannot carry that size here.
+pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -> Result<Prepared, String> {
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    Ok(match transport {
+        "pipe" => {
+            let (r1, w1) = ipcraft::pipe::pipe().map_err(|e| fail(&e))?;
+            let (r2, w2) = ipcraft::pipe::pipe().map_err(|e| fail(&e))?;
+            Prepared::Pipes {
+                a: (w1, r2),
+                b: (w2, r1),
+            }
+        }
+        "fifo" => {
+            let ab = ipcraft::fifo::create(tmp.join(format!("{tag}-ab")), 0o600).map_err(|e| fail(&e))?;
+            let ba = ipcraft::fifo::create(tmp.join(format!("{tag}-ba")), 0o600).map_err(|e| fail(&e))?;
+            Prepared::Fifos { ab, ba }
+        }
+        "uds" => {
+            let (a, b) = UnixStream::pair().map_err(|e| fail(&e))?;
+            Prepared::Sockets(a, b)
+        }
+        "tcp" => {
+            let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| fail(&e))?;
+            let a = TcpStream::connect(listener.local_addr().map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
+            let (b, _) = listener.accept().map_err(|e| fail(&e))?;
+            for s in [&a, &b] {
+                s.set_nodelay(true).map_err(|e| fail(&e))?;
+            }
+            Prepared::Tcp(a, b)
+        }
+        "mq" => {
+            let open = |suffix: &str| {
+                let name = format!("/ipcraft-bench-{tag}-{suffix}");
+                let q = MqOpen::new().create_new(true).max_msgs(10).msg_size(size).open(&name);
+                // Both processes hold descriptors; the names are not needed.
+                let _ = ipcraft::mq::unlink(&name);
+                q.map_err(|e| fail(&e))
+            };
+            let ab = open("ab")?;
+            let ba = open("ba")?;
+            Prepared::Queues(ab, ba)
+        }
+        "shm-futex" => {
+            // Two areas (a->b, b->a): sequence word, acknowledgement word,
+            // each on its own 128-byte line, then the payload.
+            let name = format!("/ipcraft-bench-{tag}-shm");
+            let shm = ShmOptions::new()
+                .create_new(true)
+                .size(2 * area(size) as u64)
+                .open(&name)
+                .map_err(|e| fail(&e))?;
+            let map = shm.map().map_err(|e| fail(&e))?;
+            drop(shm); // unlinks the name; the mapping stays
+            Prepared::ShmFutex(map, size)
+        }
+        "chan" => {
+            // Named channels in /dev/shm; each process opens its ends after fork.
+            let capacity = ((size as u64 + 64) * 4).max(ipcraft::channel::DEFAULT_CAPACITY);
+            let names = ChanNames([format!("/ipcraft-bench-{tag}-ab"), format!("/ipcraft-bench-{tag}-ba")]);
+            for name in &names.0 {
+                ipcraft::channel::create(name, capacity).map_err(|e| fail(&e))?;
+            }
+            Prepared::NamedChans(names)
+        }
+        "chan-memfd" | "chan-sleep" => {
+            let mut opts = ChannelOptions::new();
+            opts.capacity(((size as u64 + 64) * 4).max(ipcraft::channel::DEFAULT_CAPACITY));
+            if transport == "chan-sleep" {
+                opts.spin(Duration::ZERO);
+            }
+            let (tx_ab, rx_ab) = opts.pair().map_err(|e| fail(&e))?;
+            let (tx_ba, rx_ba) = opts.pair().map_err(|e| fail(&e))?;
+            Prepared::Chans {
+                a: (tx_ab, rx_ba),
+                b: (tx_ba, rx_ab),
+            }
+        }
+        #[cfg(feature = "iceoryx2")]
+        "iceoryx2" => Prepared::Iceoryx2 {
+            ab: format!("ipcraft-bench-{tag}-ab"),
+            ba: format!("ipcraft-bench-{tag}-ba"),
+            size,
+        },
+        other => return Err(format!("unknown transport {other:?}")),
+    })
+}
+
+impl Prepared {
+    /// This process's side: `first` is the parent (side A).
+    pub fn into_link(self, first: bool) -> io::Result<AnyLink> {
+        Ok(match self {
+            Prepared::Pipes { a, b } => {
+                let (w, r) = if first { a } else { b };
+                AnyLink::Fd(w, r)
+            }
+            Prepared::Fifos { ab, ba } => {
+                // Blocking opens in the same order on both sides: the parent
+                // opens a->b for writing while the child opens it for
+                // reading, then the same for b->a.
+                if first {
+                    let w = ipcraft::fifo::open_write(ab.path()).map_err(err)?;
+                    let r = ipcraft::fifo::open_read(ba.path()).map_err(err)?;
+                    AnyLink::Fd(w, r)
+                } else {
+                    let r = ipcraft::fifo::open_read(ab.path()).map_err(err)?;
+                    let w = ipcraft::fifo::open_write(ba.path()).map_err(err)?;
+                    AnyLink::Fd(w, r)
+                }
+            }
+            Prepared::Sockets(a, b) => AnyLink::Socket(if first { a } else { b }),
+            Prepared::Tcp(a, b) => AnyLink::Tcp(if first { a } else { b }),
+            Prepared::Queues(ab, ba) => {
+                let (tx, rx) = if first { (ab, ba) } else { (ba, ab) };
+                let buf = rx.buffer();
+                AnyLink::Queue { tx, rx, buf }
+            }
+            Prepared::ShmFutex(map, size) => {
+                let (out, inp) = if first { (0, area(size)) } else { (area(size), 0) };
+                AnyLink::ShmFutex {
+                    map,
+                    size,
+                    out,
+                    inp,
+                    seq_out: 0,
+                    seq_in: 0,
+                }
+            }
+            Prepared::Chans { a, b } => {
+                let (tx, rx) = if first { a } else { b };
+                AnyLink::Chan { tx, rx, _cleanup: None }
+            }
+            Prepared::NamedChans(names) => {
+                let [ab, ba] = &names.0;
+                let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
+                let tx = Sender::open(out).map_err(err)?;
+                let rx = Receiver::open(inp).map_err(err)?;
+                // The parent removes the names when its side is done; the
+                // child must leave them to it.
+                let names = if first {
+                    Some(names)
+                } else {
+                    std::mem::forget(names);
+                    None
+                };
+                AnyLink::Chan {
+                    tx,
+                    rx,
+                    _cleanup: names,
+                }
+            }
+            #[cfg(feature = "iceoryx2")]
+            Prepared::Iceoryx2 { ab, ba, size } => {
+                let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
+                AnyLink::Iceoryx2(super::iox::IoxLink::open(&out, &inp, size)?)
+            }
+        })
+    }
+}
+
+/// Channel names that are removed when dropped.
+pub struct ChanNames([String; 2]);
+
+impl Drop for ChanNames {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            // Already gone is fine; nothing else to do in drop.
+            let _ = ipcraft::channel::remove(name);
+        }
+    }
+}
+
+/// Offset of a direction's acknowledgement word (its own cache line pair).
+const ACK: usize = 128;
+/// Offset of a direction's payload.
+const PAYLOAD: usize = 256;
+
+/// Bytes of one direction's area for messages of `size` bytes.
+fn area(size: usize) -> usize {
+    PAYLOAD + size.div_ceil(128) * 128
+}
+
+/// Stores `value` (release) and wakes a waiter, as the C `futex` mode does.
+fn publish(word: &AtomicU32, value: u32) {
+    word.store(value, Ordering::Release);
+    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), 1);
+}
+
+/// Sleeps on `word` until it holds `want`; gives up after 10 s without it
+/// (a peer that died).
+fn wait_for(word: &AtomicU32, want: u32) -> io::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v == want {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "shm-futex peer stopped answering",
+            ));
+        }
+        let t = rustix::thread::futex::Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), v, Some(&t));
+    }
+}
+
+impl AnyLink {
+    /// The futex word at byte `offset` of the shared area.
+    fn word(map: &Mmap, offset: usize) -> &AtomicU32 {
+        // SAFETY: offset is a 128-aligned word offset inside an area, inside the
+        // mapping, which outlives the returned reference; the word is only
+        // accessed atomically by both processes.
+        unsafe { &*(map.as_ptr().add(offset) as *const AtomicU32) }
+    }
+}
+
+impl Link for AnyLink {
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            AnyLink::Fd(w, _) => w.write_all(buf),
+            AnyLink::Socket(s) => s.write_all(buf),
+            AnyLink::Tcp(s) => s.write_all(buf),
+            AnyLink::Queue { tx, .. } => tx.send(buf, 0).map_err(err),
+            AnyLink::ShmFutex { map, out, seq_out, .. } => {
+                // One slot per direction: wait until the peer has taken the
+                // previous message (its ack word) before overwriting it.
+                wait_for(Self::word(map, *out + ACK), *seq_out)?;
+                // SAFETY: the payload area after the words holds `size` bytes
+                // (buf.len() == size) inside the mapping; the peer reads it
+                // only after the release store below publishes it, and has
+                // finished with the previous message (ack above).
+                unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), map.as_mut_ptr().add(*out + PAYLOAD), buf.len()) };
+                *seq_out = seq_out.wrapping_add(1);
+                publish(Self::word(map, *out), *seq_out);
+                Ok(())
+            }
+            AnyLink::Chan { tx, .. } => tx.send(buf).map(drop).map_err(|e| err(e.into())),
+            #[cfg(feature = "iceoryx2")]
+            AnyLink::Iceoryx2(link) => link.send(buf),
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            AnyLink::Fd(_, r) => r.read_exact(buf),
+            AnyLink::Socket(s) => s.read_exact(buf),
+            AnyLink::Tcp(s) => s.read_exact(buf),
+            AnyLink::Queue { rx, buf: qbuf, .. } => {
+                let (n, _) = rx.receive(qbuf).map_err(err)?;
+                if n != buf.len() {
+                    return Err(io::Error::other(format!(
+                        "message of {n} bytes, expected {}",
+                        buf.len()
+                    )));
+                }
+                buf.copy_from_slice(&qbuf[..n]);
+                Ok(())
+            }
+            AnyLink::ShmFutex {
+                map, size, inp, seq_in, ..
+            } => {
+                let want = seq_in.wrapping_add(1);
+                wait_for(Self::word(map, *inp), want)?;
+                *seq_in = want;
+                // SAFETY: the acquire load in wait_for saw the peer's release
+                // of this payload; the area holds `size` bytes in the mapping.
+                unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(*inp + PAYLOAD), buf.as_mut_ptr(), *size) };
+                publish(Self::word(map, *inp + ACK), want);
+                Ok(())
+            }
+            #[cfg(feature = "iceoryx2")]
+            AnyLink::Iceoryx2(link) => link.recv(buf),
+            AnyLink::Chan { rx, .. } => match rx.recv(buf).map_err(err)? {
+                Some(n) if n == buf.len() => Ok(()),
+                Some(n) => Err(io::Error::other(format!(
+                    "message of {n} bytes, expected {}",
+                    buf.len()
+                ))),
+                None => Err(io::ErrorKind::UnexpectedEof.into()),
+            },
+        }
+    }
+}

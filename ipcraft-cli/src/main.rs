@@ -1,0 +1,166 @@
+//! `ipcraft`: inspect, create, send into, read from and benchmark Linux IPC
+//! objects from the shell.
+
+mod chan;
+mod fifo;
+mod mmap;
+mod mq;
+mod pipe;
+mod shm;
+mod uds;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Linux inter-process communication from the shell: pipes, FIFOs and more.
+///
+/// Every subcommand moves real bytes between real processes through the
+/// facility it names. Errors print one line, `ipcraft: <what>: <why>`, and
+/// exit 1; usage errors exit 2.
+#[derive(Parser)]
+#[command(name = "ipcraft", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Anonymous pipes: a one-way byte stream between related processes.
+    Pipe(pipe::Args),
+    /// FIFOs (named pipes): a pipe with a path, for unrelated processes.
+    Fifo(fifo::Args),
+    /// POSIX message queues: prioritised messages under a `/name`.
+    Mq(mq::Args),
+    /// Memory mappings: files read through the address space.
+    Mmap(mmap::Args),
+    /// POSIX shared memory: named memory any process can map.
+    Shm(shm::Args),
+    /// The shared-memory channel: ipcraft's fastest transport.
+    Chan(chan::Args),
+    /// Unix domain sockets: an echo server and a client.
+    Uds(uds::Args),
+    /// Measures every transport between two processes on this machine.
+    Bench(ipcraft_bench::Args),
+}
+
+/// Why a command did not succeed.
+pub enum Failure {
+    /// Standard output was closed by its reader (`| head`): end quietly.
+    StdoutClosed,
+    /// A runtime failure, printed as `ipcraft: <error>`.
+    Error(ipcraft::Error),
+    /// Bad input that clap could not check (exit 2).
+    Usage(String),
+    /// Failures already reported one by one (exit 1).
+    Reported,
+}
+
+impl From<ipcraft::Error> for Failure {
+    fn from(e: ipcraft::Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+/// Result of a subcommand.
+pub type CmdResult = Result<(), Failure>;
+
+/// Writes `bytes` to standard output; a closed stdout ends the command
+/// quietly.
+pub fn write_stdout(bytes: &[u8]) -> CmdResult {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(stdout_failure)
+}
+
+/// Classifies an error writing standard output.
+pub fn stdout_failure(e: io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Failure::StdoutClosed
+    } else {
+        Failure::Error(ipcraft::Error::new("write to", "stdout", e))
+    }
+}
+
+/// Parses `--timeout SECS`: a non-negative number of seconds.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a usable number of seconds"))
+}
+
+/// Parses `--mode 600`: octal permission bits.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal mode such as 600")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.command {
+        Command::Pipe(args) => pipe::run(args),
+        Command::Fifo(args) => fifo::run(args),
+        Command::Mq(args) => mq::run(args),
+        Command::Mmap(args) => mmap::run(args),
+        Command::Shm(args) => shm::run(args),
+        Command::Chan(args) => chan::run(args),
+        Command::Uds(args) => uds::run(args),
+        Command::Bench(args) => match ipcraft_bench::run(args) {
+            Ok(text) => write_stdout(text.as_bytes()),
+            Err(ipcraft_bench::BenchError::Usage(line)) => Err(Failure::Usage(line)),
+            Err(ipcraft_bench::BenchError::Failed(e)) => Err(Failure::Error(e)),
+        },
+    };
+    match result {
+        Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
+        Err(Failure::Error(e)) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+        Err(Failure::Reported) => ExitCode::FAILURE,
+        Err(Failure::Usage(line)) => usage(&line),
+    }
+}
+
+/// Prints `ipcraft: <error>` on stderr.
+pub fn report(e: &ipcraft::Error) {
+    // If stderr is gone too there is no one left to tell.
+    let _ = writeln!(io::stderr(), "ipcraft: {e}");
+}
+
+/// Prints a usage error as one line and returns status 2.
+fn usage(line: &str) -> ExitCode {
+    let _ = writeln!(io::stderr(), "ipcraft: usage: {line} (see 'ipcraft --help')");
+    ExitCode::from(2)
+}
+
+/// Help and version go to stdout with status 0; a usage error is one line
+/// on stderr with status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        kind => {
+            let line = if kind == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                "a subcommand is required".to_owned()
+            } else {
+                // clap's first paragraph, on one line: "error: ..." plus any
+                // indented continuation such as the missing argument.
+                let text = e.render().to_string();
+                let first = text.split("\n\n").next().unwrap_or("invalid arguments");
+                let line = first.split_whitespace().collect::<Vec<_>>().join(" ");
+                line.strip_prefix("error: ").unwrap_or(&line).to_owned()
+            };
+            usage(&line)
+        }
+    }
+}

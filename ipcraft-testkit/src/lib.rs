@@ -1,0 +1,240 @@
+//! Helpers shared by ipcraft's integration tests (every crate of the
+//! workspace): unique names, temporary directories that clean up, child
+//! processes that run a role from the same test binary, bounded waits and
+//! C peers compiled at test time.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Upper bound for any wait in a test; a hang fails instead of stalling CI.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Environment variable that tells a re-executed test binary which role to play.
+const ROLE_ENV: &str = "IPCRAFT_TEST_ROLE";
+
+/// A name no other test or process uses: prefix, pid and a counter.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "ipcraft-test-{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A temporary directory removed (with its contents) on drop, pass or fail.
+pub struct TempDir(PathBuf);
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique("dir"));
+        std::fs::create_dir(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A command that re-runs this test binary to play `role` (the path of an
+/// `#[ignore]`d role test, such as `role_writer`) with `args`.
+pub fn role(role: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([
+        role,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--quiet",
+        "--test-threads=1",
+    ])
+    .env(ROLE_ENV, args.join("\u{1f}"))
+    .stdout(Stdio::null());
+    cmd
+}
+
+/// In a role test: the arguments it was started with, or `None` when the
+/// test harness runs it directly (then the role does nothing).
+pub fn role_args() -> Option<Vec<String>> {
+    let raw = std::env::var(ROLE_ENV).ok()?;
+    Some(raw.split('\u{1f}').map(str::to_owned).collect())
+}
+
+/// Makes `fd` appear as descriptor `target` in the child `cmd` starts.
+pub fn pass_fd(cmd: &mut Command, fd: OwnedFd, target: i32) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls dup2 or fcntl, which are async-signal-safe. `fd` is moved into the closure
+    // so it stays open in the parent until the command is dropped.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &fd;
+            // dup2 onto itself would leave close-on-exec set; clear it instead.
+            let r = if raw == target {
+                libc::fcntl(raw, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, target)
+            };
+            if r == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Waits for `child` at most [`TIMEOUT`]; kills it and panics on time-out.
+pub fn wait(child: &mut Child) -> ExitStatus {
+    match ipcraft::process::wait_timeout(child, TIMEOUT).expect("wait") {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not exit within {TIMEOUT:?}", child.id());
+        }
+    }
+}
+
+/// Waits for `child` and asserts it exited 0.
+pub fn wait_ok(child: &mut Child) {
+    let status = wait(child);
+    assert!(status.success(), "child {} failed: {status}", child.id());
+}
+
+/// Runs `cmd` with `input` on stdin, collecting stdout and stderr, bounded
+/// by [`TIMEOUT`].
+pub fn run(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The command may exit without reading everything; that is its business.
+        let _ = stdin.write_all(&input);
+    });
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let mut stdout = Vec::new();
+    let _ = out.read_to_end(&mut stdout);
+    let status = wait(&mut child);
+    let stderr = err_reader.join().expect("stderr reader");
+    feeder.join().expect("stdin feeder");
+    Output { status, stdout, stderr }
+}
+
+/// Asserts a command failed the ipcraft way: exit `code`, one line on stderr
+/// starting `ipcraft: ` and containing `needle`, nothing on stdout.
+pub fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "status; stderr: {stderr}");
+    assert!(stderr.starts_with("ipcraft: "), "stderr: {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so content checks are exact.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Compiles the C program `src` (a test's own `tests/c/NAME.c`) with `cc`,
+/// once per test binary, and returns the executable's path.
+pub fn c_program(src: impl AsRef<Path>) -> PathBuf {
+    let src = src.as_ref();
+    let name = src.file_stem().and_then(|s| s.to_str()).expect("C source named NAME.c");
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let map = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = map.get(name) {
+        return path.clone();
+    }
+    // target/<profile>/deps/TEST-HASH -> target/<profile>/c
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").join("c");
+    std::fs::create_dir_all(&dir).expect("create C output dir");
+    let out = dir.join(name);
+    // Build under a unique name and rename, so test binaries compiling the
+    // same program at once never see a half-written executable.
+    let tmp = dir.join(format!("{name}.{}", unique("cc")));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&tmp)
+        .arg(src)
+        .arg("-lrt")
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed for {}", src.display());
+    std::fs::rename(&tmp, &out).expect("rename compiled program");
+    map.insert(name.to_owned(), out.clone());
+    out
+}
+
+/// A command that runs `cmd` as the unprivileged user `nobody` when the
+/// tests run as root (via `setpriv`), or `None` when they do not run as
+/// root (then the test's process already is unprivileged).
+pub fn as_nobody(program: &Path) -> Option<Command> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program);
+    Some(cmd)
+}
+
+/// Asserts `out` succeeded, showing its stderr if not.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {}; stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,296 @@
+//! FIFOs (named pipes): a pipe with a name in the file system, so unrelated
+//! processes can share it.
+//!
+//! [`create`] makes one with an exact mode (the umask does not change it)
+//! and returns a [`FifoGuard`] that removes it on drop unless you
+//! [`keep`](FifoGuard::keep) it. [`open_read`] and [`open_write`] return the
+//! same [`PipeReader`]/[`PipeWriter`] types as an anonymous pipe;
+//! [`OpenOptions`] adds non-blocking mode and a timeout on the open.
+//!
+//! Opening refuses a path that is a symbolic link or not a FIFO, checked
+//! before the open (so a device or a regular file is never opened by
+//! mistake) and again on the opened descriptor with `fstat` (so a file
+//! swapped in between is caught).
+//!
+//! # References
+//!
+//! - [`fifo(7)`](https://man7.org/linux/man-pages/man7/fifo.7.html)
+//! - [`mkfifo(3)`](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use rustix::fs::{FileType, Mode, OFlags, CWD};
+
+use crate::error::{Cause, Context, Error, Result};
+use crate::pipe::{PipeReader, PipeWriter};
+use crate::sys;
+
+/// The mode [`create`] uses unless told otherwise: owner read/write only.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// `mkfifo(path, mode)`—Creates a FIFO that did not exist, with exactly
+/// `mode` (then `chmod`, so the umask does not narrow it), and returns a
+/// guard that removes it when dropped.
+///
+/// # Errors
+///
+/// `EEXIST` if anything already has that path (it is never adopted);
+/// `ENOENT`/`EACCES` for the directory.
+///
+/// # Examples
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("ipcraft-doc-{}", std::process::id()));
+/// let fifo = ipcraft::fifo::create(&path, 0o600).unwrap();
+/// assert!(ipcraft::fifo::create(&path, 0o600).is_err()); // exclusive
+/// drop(fifo); // removed
+/// assert!(!path.exists());
+/// ```
+///
+/// # References
+///
+/// - [`mkfifo(3)`](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
+#[doc(alias = "mkfifo")]
+pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<FifoGuard> {
+    let path = path.as_ref();
+    let mode = Mode::from_bits_truncate(mode & 0o7777);
+    sys::retry(|| rustix::fs::mkfifoat(CWD, path, mode)).context("create fifo", path.display())?;
+    let guard = FifoGuard {
+        path: path.to_owned(),
+        keep: false,
+    };
+    sys::retry(|| rustix::fs::chmod(path, mode)).context("set mode of fifo", path.display())?;
+    Ok(guard)
+}
+
+/// Removes the FIFO at `path` (`unlink`), refusing anything that is not a
+/// FIFO, including a symbolic link to one.
+///
+/// # Errors
+///
+/// [`Cause::WrongType`] or [`Cause::Symlink`] for something else at `path`;
+/// `ENOENT` if nothing is there.
+#[doc(alias = "unlink")]
+pub fn remove(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    check_is_fifo(path, "remove fifo")?;
+    sys::retry(|| rustix::fs::unlink(path)).context("remove fifo", path.display())
+}
+
+/// Opens the FIFO at `path` for reading, waiting until a writer opens it.
+///
+/// Shorthand for `OpenOptions::new().open_read(path)`.
+pub fn open_read(path: impl AsRef<Path>) -> Result<PipeReader> {
+    OpenOptions::new().open_read(path)
+}
+
+/// Opens the FIFO at `path` for writing, waiting until a reader opens it.
+///
+/// Shorthand for `OpenOptions::new().open_write(path)`.
+pub fn open_write(path: impl AsRef<Path>) -> Result<PipeWriter> {
+    OpenOptions::new().open_write(path)
+}
+
+/// How to open a FIFO: blocking or not, and how long to wait for the other
+/// side.
+///
+/// | options | `open_read` | `open_write` |
+/// |---|---|---|
+/// | default | waits for a writer | waits for a reader |
+/// | `nonblocking` | returns at once; reads give `WouldBlock` while a writer is idle and 0 when none is open | fails with [`Cause::NoReader`] at once if no reader |
+/// | `timeout(t)` | waits at most `t` for a writer to send data or close ([`Cause::NoWriter`]) | waits at most `t` for a reader ([`Cause::NoReader`]) |
+///
+/// With a timeout the returned end is blocking unless `nonblocking` is also
+/// set.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    nonblocking: bool,
+    timeout: Option<Duration>,
+}
+
+impl OpenOptions {
+    /// Blocking, no timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens with `O_NONBLOCK` and leaves it set on the returned end.
+    pub fn nonblocking(&mut self, nonblocking: bool) -> &mut Self {
+        self.nonblocking = nonblocking;
+        self
+    }
+
+    /// Waits at most `timeout` for the other side.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Opens `path` for reading.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::Symlink`], [`Cause::WrongType`], [`Cause::NoWriter`] (with a
+    /// timeout), or the OS error from `open`.
+    ///
+    /// # References
+    ///
+    /// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
+    /// - [`fifo(7)`](https://man7.org/linux/man-pages/man7/fifo.7.html)
+    pub fn open_read(&self, path: impl AsRef<Path>) -> Result<PipeReader> {
+        let path = path.as_ref();
+        const OP: &str = "open fifo";
+        check_is_fifo(path, OP)?;
+        let Some(timeout) = self.timeout else {
+            let nonblock = if self.nonblocking {
+                OFlags::NONBLOCK
+            } else {
+                OFlags::empty()
+            };
+            return open_checked(path, OFlags::RDONLY | nonblock, OP).map(PipeReader::from);
+        };
+        // A non-blocking open for reading succeeds at once; poll then waits
+        // until a writer has sent data or has come and gone (Linux reports
+        // no hang-up for a FIFO that has never had a writer).
+        let fd = open_checked(path, OFlags::RDONLY | OFlags::NONBLOCK, OP)?;
+        match sys::wait_fd(fd.as_fd(), PollFlags::IN, sys::deadline(Some(timeout))) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(Error::new(OP, path.display(), Cause::NoWriter))
+            }
+            Err(e) => return Err(Error::new(OP, path.display(), e)),
+        }
+        if !self.nonblocking {
+            sys::set_nonblocking(&fd, false).context(OP, path.display())?;
+        }
+        Ok(PipeReader::from(fd))
+    }
+
+    /// Opens `path` for writing.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::Symlink`], [`Cause::WrongType`], [`Cause::NoReader`] (when
+    /// non-blocking or timed out), or the OS error from `open`.
+    ///
+    /// # References
+    ///
+    /// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
+    /// - [`fifo(7)`](https://man7.org/linux/man-pages/man7/fifo.7.html)
+    pub fn open_write(&self, path: impl AsRef<Path>) -> Result<PipeWriter> {
+        let path = path.as_ref();
+        const OP: &str = "open fifo";
+        check_is_fifo(path, OP)?;
+        if !self.nonblocking && self.timeout.is_none() {
+            return open_checked(path, OFlags::WRONLY, OP).map(PipeWriter::from);
+        }
+        // Linux has no event for "a reader opened this FIFO" that also covers
+        // readers still blocked inside open(2), so a timed open retries the
+        // non-blocking open with a short, growing pause (at most 10 ms).
+        let deadline = sys::deadline(self.timeout);
+        let mut pause = Duration::from_micros(200);
+        let fd = loop {
+            match open_checked(path, OFlags::WRONLY | OFlags::NONBLOCK, OP) {
+                Ok(fd) => break fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+                    if left.is_zero() {
+                        return Err(Error::new(OP, path.display(), Cause::NoReader));
+                    }
+                    std::thread::sleep(pause.min(left));
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !self.nonblocking {
+            sys::set_nonblocking(&fd, false).context(OP, path.display())?;
+        }
+        Ok(PipeWriter::from(fd))
+    }
+}
+
+/// `open(path, flags | O_NOFOLLOW | O_CLOEXEC)` and an `fstat` check that
+/// the descriptor is a FIFO.
+fn open_checked(path: &Path, flags: OFlags, op: &'static str) -> Result<OwnedFd> {
+    let fd = match sys::retry(|| rustix::fs::open(path, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(Error::new(op, path.display(), Cause::Symlink)),
+        Err(e) => return Err(Error::new(op, path.display(), e)),
+    };
+    let stat = sys::retry(|| rustix::fs::fstat(&fd)).context(op, path.display())?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind != FileType::Fifo {
+        return Err(Error::new(op, path.display(), wrong_type(kind)));
+    }
+    Ok(fd)
+}
+
+/// `lstat` check: `path` exists and is a FIFO, not a link to one.
+fn check_is_fifo(path: &Path, op: &'static str) -> Result<()> {
+    let stat = sys::retry(|| rustix::fs::lstat(path)).context(op, path.display())?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Fifo => Ok(()),
+        FileType::Symlink => Err(Error::new(op, path.display(), Cause::Symlink)),
+        other => Err(Error::new(op, path.display(), wrong_type(other))),
+    }
+}
+
+fn wrong_type(found: FileType) -> Cause {
+    Cause::WrongType {
+        expected: "FIFO",
+        found: match found {
+            FileType::RegularFile => "a regular file",
+            FileType::Directory => "a directory",
+            FileType::Symlink => "a symbolic link",
+            FileType::Socket => "a socket",
+            FileType::CharacterDevice => "a character device",
+            FileType::BlockDevice => "a block device",
+            FileType::Fifo => "a FIFO",
+            _ => "of unknown type",
+        },
+    }
+}
+
+/// Removes a FIFO when dropped, unless [`keep`](Self::keep) was called.
+///
+/// It only removes a FIFO: if something else has replaced it at that path,
+/// that is left alone.
+#[derive(Debug)]
+#[must_use = "dropping the guard removes the FIFO at once"]
+pub struct FifoGuard {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl FifoGuard {
+    /// The FIFO's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the FIFO in place and returns its path.
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        std::mem::take(&mut self.path)
+    }
+
+    /// Removes the FIFO now, reporting any error that drop would ignore.
+    pub fn remove(mut self) -> Result<()> {
+        self.keep = true;
+        remove(&self.path)
+    }
+}
+
+impl Drop for FifoGuard {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Errors cannot be reported from drop; `FifoGuard::remove` reports them.
+            let _ = remove(&self.path);
+        }
+    }
+}

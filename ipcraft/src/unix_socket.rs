@@ -1,0 +1,316 @@
+//! Unix domain sockets: what std's `UnixStream`/`UnixListener`/
+//! `UnixDatagram` leave out.
+//!
+//! - [`Listener::bind`] checks the 107-byte path limit up front, refuses to
+//!   replace a live socket (it connects first: a stale file left by a dead
+//!   server is removed, a live one is an error), and removes its own socket
+//!   file on drop (only if the file is still the one it created).
+//! - Abstract-namespace addresses ([`Listener::bind_abstract`],
+//!   [`connect_abstract`]): no file at all.
+//! - [`peer_credentials`]: the peer's pid, uid and gid (`SO_PEERCRED`).
+//! - Descriptor passing ([`send_with_fds`], [`recv_with_fds`]):
+//!   `SCM_RIGHTS` with received descriptors close-on-exec, and a truncated
+//!   control message reported as an error with nothing leaked.
+//!
+//! # References
+//!
+//! - [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags,
+};
+
+use crate::error::{Cause, Context, Error, Result};
+use crate::sys;
+
+/// Longest socket path: `sun_path` holds 108 bytes including the NUL.
+pub const SUN_PATH_MAX: usize = 107;
+
+/// Who is on the other end of a connected socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCred {
+    /// The peer's process id (at the time it connected).
+    pub pid: u32,
+    /// Its effective user id.
+    pub uid: u32,
+    /// Its effective group id.
+    pub gid: u32,
+}
+
+impl std::fmt::Display for PeerCred {
+    /// `pid=P uid=U gid=G`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid={} uid={} gid={}", self.pid, self.uid, self.gid)
+    }
+}
+
+/// `getsockopt(SO_PEERCRED)`—The credentials of the process that connected
+/// (or created the socket pair).
+///
+/// # References
+///
+/// - [`unix(7)`, `SO_PEERCRED`](https://man7.org/linux/man-pages/man7/unix.7.html)
+#[doc(alias = "SO_PEERCRED")]
+pub fn peer_credentials(socket: impl AsFd) -> Result<PeerCred> {
+    let cred =
+        sys::retry(|| rustix::net::sockopt::socket_peercred(&socket)).context("get peer credentials of", "socket")?;
+    Ok(PeerCred {
+        pid: cred.pid.as_raw_nonzero().get() as u32,
+        uid: cred.uid.as_raw(),
+        gid: cred.gid.as_raw(),
+    })
+}
+
+/// Refuses a path `sun_path` cannot hold, before any system call.
+fn check_path(path: &Path, op: &'static str) -> Result<()> {
+    let len = path.as_os_str().len();
+    if len == 0 || len > SUN_PATH_MAX {
+        return Err(Error::new(
+            op,
+            path.display(),
+            Cause::OverLimit {
+                requested: len as u64,
+                limit: SUN_PATH_MAX as u64,
+                limit_name: "a socket path (sun_path holds 108 bytes with its NUL)",
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn abstract_addr(name: &[u8], op: &'static str) -> Result<SocketAddr> {
+    let shown = String::from_utf8_lossy(name);
+    if name.len() > SUN_PATH_MAX {
+        return Err(Error::new(
+            op,
+            format!("@{shown}"),
+            Cause::OverLimit {
+                requested: name.len() as u64,
+                limit: SUN_PATH_MAX as u64,
+                limit_name: "an abstract socket name",
+            },
+        ));
+    }
+    SocketAddr::from_abstract_name(name).context(op, format!("@{shown}"))
+}
+
+/// Connects a stream socket to `path`.
+///
+/// # Errors
+///
+/// [`Cause::OverLimit`] for a path over [`SUN_PATH_MAX`] bytes; `ENOENT`
+/// if nothing is there; `ECONNREFUSED` if no server is listening (a stale
+/// socket file).
+pub fn connect(path: impl AsRef<Path>) -> Result<UnixStream> {
+    let path = path.as_ref();
+    check_path(path, "connect to")?;
+    UnixStream::connect(path).context("connect to", path.display())
+}
+
+/// Connects a stream socket to the abstract address `name` (no file).
+pub fn connect_abstract(name: &[u8]) -> Result<UnixStream> {
+    let addr = abstract_addr(name, "connect to")?;
+    UnixStream::connect_addr(&addr).context("connect to", format!("@{}", String::from_utf8_lossy(name)))
+}
+
+/// Binds a datagram socket at `path` (checked length; an existing file is
+/// not replaced).
+pub fn bind_datagram(path: impl AsRef<Path>) -> Result<UnixDatagram> {
+    let path = path.as_ref();
+    check_path(path, "bind")?;
+    UnixDatagram::bind(path).context("bind", path.display())
+}
+
+/// A listening stream socket that removes its socket file when dropped.
+#[derive(Debug)]
+pub struct Listener {
+    inner: UnixListener,
+    /// The socket file this listener created: path, device and inode.
+    file: Option<(PathBuf, u64, u64)>,
+}
+
+impl Listener {
+    /// Binds and listens at `path`.
+    ///
+    /// If a socket file is already there, a connection is tried first: if
+    /// a server answers, binding fails with `EADDRINUSE` and the file is
+    /// left alone; if nobody answers (the server died), the stale file is
+    /// removed and the bind goes ahead. Anything that is not a socket is
+    /// never removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::OverLimit`] for a path over [`SUN_PATH_MAX`] bytes,
+    /// `EADDRINUSE` for a live server, [`Cause::WrongType`] for a file that
+    /// is not a socket, or the OS error from `bind`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    ///
+    /// let path = std::env::temp_dir().join(format!("ipcraft-doc-{}.sock", std::process::id()));
+    /// let listener = ipcraft::unix_socket::Listener::bind(&path).unwrap();
+    /// let mut client = ipcraft::unix_socket::connect(&path).unwrap();
+    /// let (mut server, cred) = listener.accept().unwrap();
+    /// assert_eq!(cred.pid, std::process::id());
+    /// client.write_all(b"hi").unwrap();
+    /// let mut buf = [0u8; 2];
+    /// server.read_exact(&mut buf).unwrap();
+    /// drop(listener); // removes the socket file
+    /// assert!(!path.exists());
+    /// ```
+    pub fn bind(path: impl AsRef<Path>) -> Result<Self> {
+        const OP: &str = "listen on";
+        let path = path.as_ref();
+        check_path(path, OP)?;
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                let cause = Cause::WrongType {
+                    expected: "socket",
+                    found: "some other kind of file",
+                };
+                return Err(Error::new(OP, path.display(), cause));
+            }
+            match UnixStream::connect(path) {
+                Ok(_) => {
+                    let busy = std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+                    return Err(Error::new(OP, path.display(), busy));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                    // A socket nobody listens on: left by a server that died.
+                    std::fs::remove_file(path).context("remove stale socket", path.display())?;
+                }
+                Err(e) => return Err(Error::new(OP, path.display(), e)),
+            }
+        }
+        let inner = UnixListener::bind(path).context(OP, path.display())?;
+        let meta = std::fs::symlink_metadata(path).context(OP, path.display())?;
+        Ok(Self {
+            inner,
+            file: Some((path.to_owned(), meta.dev(), meta.ino())),
+        })
+    }
+
+    /// Binds and listens at the abstract address `name` (no file; gone when
+    /// the listener closes).
+    pub fn bind_abstract(name: &[u8]) -> Result<Self> {
+        let addr = abstract_addr(name, "listen on")?;
+        let inner =
+            UnixListener::bind_addr(&addr).context("listen on", format!("@{}", String::from_utf8_lossy(name)))?;
+        Ok(Self { inner, file: None })
+    }
+
+    /// Accepts a connection and reports who connected.
+    pub fn accept(&self) -> Result<(UnixStream, PeerCred)> {
+        let (stream, _) = self.inner.accept().context("accept on", "socket")?;
+        let cred = peer_credentials(&stream)?;
+        Ok((stream, cred))
+    }
+
+    /// The socket file's path, for a listener bound to one.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(p, _, _)| p.as_path())
+    }
+
+    /// The std listener, for everything else.
+    pub fn as_std(&self) -> &UnixListener {
+        &self.inner
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some((path, dev, ino)) = &self.file {
+            // Only the file this listener created: another server may have
+            // replaced it since.
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if meta.dev() == *dev && meta.ino() == *ino {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+}
+
+/// `sendmsg(SCM_RIGHTS)`—Sends `data` (at least one byte) with copies of
+/// `fds` to the peer of a connected Unix socket. Returns the bytes sent.
+///
+/// # Errors
+///
+/// [`Cause::OverLimit`] for empty data (descriptors travel with data) or
+/// more than 253 descriptors (`SCM_MAX_FD`).
+///
+/// # References
+///
+/// - [`unix(7)`, `SCM_RIGHTS`](https://man7.org/linux/man-pages/man7/unix.7.html)
+#[doc(alias = "SCM_RIGHTS")]
+pub fn send_with_fds(socket: impl AsFd, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
+    const OP: &str = "send descriptors over";
+    if data.is_empty() || fds.len() > 253 {
+        let cause = Cause::OverLimit {
+            requested: fds.len() as u64,
+            limit: 253,
+            limit_name: "SCM_MAX_FD (and at least one data byte)",
+        };
+        return Err(Error::new(OP, "socket", cause));
+    }
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(Error::new(
+            OP,
+            "socket",
+            std::io::Error::other("control buffer too small"),
+        ));
+    }
+    let iov = [IoSlice::new(data)];
+    sys::retry(|| rustix::net::sendmsg(&socket, &iov, &mut control, SendFlags::NOSIGNAL)).context(OP, "socket")
+}
+
+/// `recvmsg(SCM_RIGHTS)`—Receives data into `buf` and up to `max_fds`
+/// descriptors (close-on-exec). Returns the byte count (0 at end of
+/// stream) and the descriptors.
+///
+/// # Errors
+///
+/// [`Cause::ControlTruncated`] if the peer sent more descriptors than
+/// `max_fds`: every descriptor that did arrive is closed, so none leaks.
+#[doc(alias = "SCM_RIGHTS")]
+pub fn recv_with_fds(socket: impl AsFd, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
+    const OP: &str = "receive descriptors from";
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(max_fds.max(1)))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = sys::retry(|| rustix::net::recvmsg(&socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC))
+        .context(OP, "socket")?;
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    // The control buffer is rounded up to alignment and may hold a few more
+    // than asked for; more than `max_fds` counts as truncation too.
+    if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
+        drop(fds);
+        return Err(Error::new(OP, "socket", Cause::ControlTruncated { room: max_fds }));
+    }
+    Ok((msg.bytes, fds))
+}

@@ -1,0 +1,4 @@
+//! The workspace's test helpers.
+#![allow(unused_imports)]
+
+pub use ipcraft_testkit::*;
