@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ipcraft::channel::{ChannelOptions, Receiver, Sender};
-use ipcraft::fifo::FifoGuard;
+use ipcraft::fifo::Fifo;
 use ipcraft::mmap::Mmap;
-use ipcraft::mq::{MessageQueue, OpenOptions as MqOpen};
+use ipcraft::mq::{MessageQueue, MqOptions as MqOpen};
 use ipcraft::pipe::{PipeReader, PipeWriter};
 use ipcraft::shm::ShmOptions;
 
@@ -46,8 +46,8 @@ pub enum Prepared {
         b: (PipeWriter, PipeReader),
     },
     Fifos {
-        ab: FifoGuard,
-        ba: FifoGuard,
+        ab: Fifo,
+        ba: Fifo,
     },
     Sockets(UnixStream, UnixStream),
     Tcp(TcpStream, TcpStream),
@@ -135,7 +135,7 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
                 let name = format!("/ipcraft-bench-{tag}-{suffix}");
                 let q = MqOpen::new().create_new(true).max_msgs(10).msg_size(size).open(&name);
                 // Both processes hold descriptors; the names are not needed.
-                let _ = ipcraft::mq::unlink(&name);
+                let _ = ipcraft::mq::remove(&name);
                 q.map_err(|e| fail(&e))
             };
             let ab = open("ab")?;
@@ -352,7 +352,7 @@ impl Link for AnyLink {
             AnyLink::Socket(s) => s.read_exact(buf),
             AnyLink::Tcp(s) => s.read_exact(buf),
             AnyLink::Queue { rx, buf: qbuf, .. } => {
-                let (n, _) = rx.receive(qbuf).map_err(err)?;
+                let (n, _) = rx.recv(qbuf).map_err(err)?;
                 if n != buf.len() {
                     return Err(io::Error::other(format!(
                         "message of {n} bytes, expected {}",

@@ -1,12 +1,11 @@
 //! `ipcraft chan`: the shared-memory channel.
 
-use std::ffi::OsString;
 use std::io;
 
 use ipcraft::channel::{self, Receiver, Sender};
-use ipcraft::Error;
+use ipcraft::{Error, Name};
 
-use crate::{write_stdout, CmdResult, Failure};
+use crate::{parse_name, write_stdout, CmdResult, Failure};
 use ipcraft_bench::parse_size;
 
 /// The channel is ipcraft's fastest transport: a ring of messages in shared
@@ -24,7 +23,8 @@ enum Command {
     /// Creates a channel (mode 0600, fails if NAME exists).
     Create {
         /// Channel name, `/name` or `name`.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
         /// Ring size: bytes, or with a K, M or G suffix (KiB, MiB, GiB);
         /// rounded up to a power of two from 4K to 1G.
         #[arg(long, default_value = "1M", value_parser = parse_size)]
@@ -33,23 +33,27 @@ enum Command {
     /// Streams stdin into the channel; end of input closes the stream.
     Send {
         /// Channel name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
     /// Copies the channel to stdout until the sender closes the stream.
     Recv {
         /// Channel name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
     /// Shows capacity, bytes in flight, and each side's state
     /// (absent, alive:PID, closed, dead:PID).
     Stat {
         /// Channel name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
     /// Removes a channel (refuses objects that are not channels).
     Rm {
         /// Channel name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
 }
 

@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipcraft::fifo::{self, OpenOptions};
+use ipcraft::fifo::{self, FifoOptions};
 use ipcraft::Error;
 
 use crate::{parse_mode, parse_secs, stdout_failure, CmdResult, Failure};
@@ -57,8 +57,8 @@ enum Command {
     },
 }
 
-fn options(timeout: Option<Duration>) -> OpenOptions {
-    let mut opts = OpenOptions::new();
+fn options(timeout: Option<Duration>) -> FifoOptions {
+    let mut opts = FifoOptions::new();
     if let Some(t) = timeout {
         opts.timeout(t);
     }

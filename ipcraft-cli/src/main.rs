@@ -90,6 +90,12 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a usable number of seconds"))
 }
 
+/// Parses a POSIX IPC object name (`/name` or `name`); a bad one is a usage
+/// error, reported before anything is opened.
+pub fn parse_name(s: &str) -> Result<ipcraft::Name, String> {
+    ipcraft::Name::new(s).map_err(|e| e.cause().to_string())
+}
+
 /// Parses `--mode 600`: octal permission bits.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     match u32::from_str_radix(s, 8) {

@@ -5,9 +5,10 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
-use ipcraft::mq::{self, OpenOptions};
+use ipcraft::mq::{self, MqOptions};
 
-use crate::{parse_mode, parse_secs, stdout_failure, write_stdout, CmdResult};
+use crate::{parse_mode, parse_name, parse_secs, stdout_failure, write_stdout, CmdResult};
+use ipcraft::Name;
 
 /// A message queue holds discrete messages, each with a priority: receivers
 /// get the highest priority first, oldest first among equals. Queues are
@@ -23,7 +24,8 @@ enum Command {
     /// Creates a queue (fails if it exists) with exactly MODE.
     Create {
         /// Queue name, `/name` or `name`.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
         /// Most messages the queue holds (default: the system's msg_default).
         #[arg(long, value_name = "N")]
         max_msgs: Option<usize>,
@@ -37,7 +39,8 @@ enum Command {
     /// Sends MESSAGE with a priority; waits while the queue is full.
     Send {
         /// Queue name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
         /// The message bytes.
         message: OsString,
         /// 0 (lowest) to 32767.
@@ -57,7 +60,8 @@ enum Command {
     /// priority first, oldest first among equals).
     Recv {
         /// Queue name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
         /// How many messages to receive.
         #[arg(short = 'n', long = "count", default_value_t = 1, value_name = "COUNT")]
         count: usize,
@@ -74,14 +78,16 @@ enum Command {
     /// Prints the queue's attributes: maxmsg=M msgsize=S curmsgs=C.
     Attr {
         /// Queue name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
     /// Lists the queues on this machine (needs the mqueue file system at /dev/mqueue).
     Ls,
     /// Removes a queue.
     Rm {
         /// Queue name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
 }
 
@@ -93,7 +99,7 @@ pub fn run(args: Args) -> CmdResult {
             msg_size,
             mode,
         } => {
-            let mut opts = OpenOptions::new();
+            let mut opts = MqOptions::new();
             opts.create_new(true).mode(mode);
             if let Some(n) = max_msgs {
                 opts.max_msgs(n);
@@ -101,7 +107,8 @@ pub fn run(args: Args) -> CmdResult {
             if let Some(s) = msg_size {
                 opts.msg_size(s);
             }
-            opts.open(&name)?;
+            // The queue outlives this command: it is removed with `mq rm`.
+            opts.open(&name)?.keep();
             Ok(())
         }
         Command::Send {
@@ -112,7 +119,8 @@ pub fn run(args: Args) -> CmdResult {
             timeout,
             nonblock,
         } => {
-            let q = OpenOptions::new().read(false).write(true).create(create).open(&name)?;
+            let mut q = MqOptions::new().read(false).write(true).create(create).open(&name)?;
+            q.keep();
             let msg = message.as_bytes();
             match (timeout, nonblock) {
                 (Some(t), _) => q.send_timeout(msg, priority, t)?,
@@ -128,15 +136,15 @@ pub fn run(args: Args) -> CmdResult {
             timeout,
             nonblock,
         } => {
-            let q = OpenOptions::new().read(true).write(false).open(&name)?;
+            let q = MqOptions::new().read(true).write(false).open(&name)?;
             let deadline = timeout.map(|t| Instant::now() + t);
             let mut buf = q.buffer();
             let mut out = io::stdout().lock();
             for _ in 0..count {
                 let (n, prio) = match (deadline, nonblock) {
-                    (Some(d), _) => q.receive_timeout(&mut buf, d.saturating_duration_since(Instant::now()))?,
-                    (None, true) => q.try_receive(&mut buf)?,
-                    (None, false) => q.receive(&mut buf)?,
+                    (Some(d), _) => q.recv_timeout(&mut buf, d.saturating_duration_since(Instant::now()))?,
+                    (None, true) => q.try_recv(&mut buf)?,
+                    (None, false) => q.recv(&mut buf)?,
                 };
                 if with_priority {
                     write!(out, "{prio}\t").map_err(stdout_failure)?;
@@ -149,7 +157,7 @@ pub fn run(args: Args) -> CmdResult {
             Ok(())
         }
         Command::Attr { name } => {
-            let q = OpenOptions::new().read(true).write(false).open(&name)?;
+            let q = MqOptions::new().read(true).write(false).open(&name)?;
             let a = q.attributes()?;
             write_stdout(format!("maxmsg={} msgsize={} curmsgs={}\n", a.max_msgs, a.msg_size, a.cur_msgs).as_bytes())
         }
@@ -157,6 +165,6 @@ pub fn run(args: Args) -> CmdResult {
             let listing: String = mq::list()?.iter().map(|n| format!("{n}\n")).collect();
             write_stdout(listing.as_bytes())
         }
-        Command::Rm { name } => Ok(mq::unlink(&name)?),
+        Command::Rm { name } => Ok(mq::remove(&name)?),
     }
 }

@@ -1,12 +1,10 @@
 //! `ipcraft shm`: POSIX shared memory objects.
 
-use std::ffi::OsString;
-
 use clap::ValueEnum;
-use ipcraft::shm::{self, Shm, ShmOptions};
-use ipcraft::{Cause, Error};
+use ipcraft::shm::{self, ShmOptions};
+use ipcraft::{Cause, Error, Name};
 
-use crate::{write_stdout, CmdResult, Failure};
+use crate::{parse_name, write_stdout, CmdResult, Failure};
 
 /// A shared memory object is a named piece of memory in /dev/shm that any
 /// process may open and map; what one process stores, the others read.
@@ -87,7 +85,8 @@ enum Command {
     /// sizing it to the value, as the seed's writer does.
     Write {
         /// Object name, `/name` or `name`.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
         /// The value, parsed as TYPE.
         #[arg(allow_hyphen_values = true)]
         value: String,
@@ -95,25 +94,33 @@ enum Command {
         #[arg(long = "type", short = 't', value_enum, default_value = "u8")]
         ty: ValueType,
     },
-    /// Prints the value stored at the start of the object (decimal for numbers).
+    /// Prints the value the object holds (decimal for numbers). A number's
+    /// TYPE must match the object's size exactly, as `write` sizes it.
     Read {
         /// Object name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
         /// How the value is stored.
         #[arg(long = "type", short = 't', value_enum, default_value = "u8")]
         ty: ValueType,
+        /// Read an object another user owns (refused by default: anyone can
+        /// create objects in /dev/shm).
+        #[arg(long)]
+        allow_foreign: bool,
     },
     /// Lists the objects in /dev/shm: NAME size=N mode=M uid=U gid=G.
     Ls,
     /// Shows one object's size, mode and owner.
     Stat {
         /// Object name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
     /// Removes an object (processes that have it mapped keep their mapping).
     Rm {
         /// Object name.
-        name: OsString,
+        #[arg(value_parser = parse_name)]
+        name: Name,
     },
 }
 
@@ -134,12 +141,19 @@ pub fn run(args: Args) -> CmdResult {
             obj.keep();
             Ok(())
         }
-        Command::Read { name, ty } => {
-            let obj = Shm::open_read_only(&name)?;
+        Command::Read {
+            name,
+            ty,
+            allow_foreign,
+        } => {
+            let obj = ShmOptions::new()
+                .read_only(true)
+                .allow_foreign(allow_foreign)
+                .open(&name)?;
             let size = obj.size()?;
             let need = ty.width().unwrap_or(0) as u64;
-            if size < need {
-                let cause = Cause::ObjectTooSmall {
+            if need > 0 && size != need {
+                let cause = Cause::WrongSize {
                     size,
                     need,
                     what: ty.label(),
@@ -162,6 +176,6 @@ pub fn run(args: Args) -> CmdResult {
             write_stdout(listing.as_bytes())
         }
         Command::Stat { name } => write_stdout(format!("{}\n", shm::stat(&name)?).as_bytes()),
-        Command::Rm { name } => Ok(shm::unlink(&name)?),
+        Command::Rm { name } => Ok(shm::remove(&name)?),
     }
 }

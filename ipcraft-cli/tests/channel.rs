@@ -26,7 +26,7 @@ impl Fresh {
 
 impl Drop for Fresh {
     fn drop(&mut self) {
-        let _ = ipcraft::shm::unlink(&self.0);
+        let _ = ipcraft::shm::remove(&self.0);
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{assert_fails, ipcraft, pattern, run, wait_ok, TempDir, TIMEOUT};
-use ipcraft::fifo::{self, OpenOptions};
+use ipcraft::fifo::{self, FifoOptions};
 use ipcraft::Cause;
 
 #[test]
@@ -86,10 +86,10 @@ fn guard_removes_unless_kept() {
     let path = dir.join("g");
     fifo::create(&path, 0o600).unwrap().remove().unwrap();
     assert!(!path.exists());
-    let kept = fifo::create(&path, 0o600).unwrap().keep();
-    assert!(std::fs::symlink_metadata(&kept).unwrap().file_type().is_fifo());
-    fifo::remove(&kept).unwrap();
-    assert!(!kept.exists());
+    fifo::create(&path, 0o600).unwrap().keep();
+    assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_fifo());
+    fifo::remove(&path).unwrap();
+    assert!(!path.exists());
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn refuses_regular_file_directory_symlink_and_missing() {
     let link = dir.join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let nonblocking = {
-        let mut o = OpenOptions::new();
+        let mut o = FifoOptions::new();
         o.nonblocking(true);
         o
     };
@@ -188,7 +188,7 @@ fn nonblocking_writer_without_reader_says_so() {
     let dir = TempDir::new();
     let path = dir.join("nr");
     let _guard = fifo::create(&path, 0o600).unwrap();
-    let e = OpenOptions::new().nonblocking(true).open_write(&path).unwrap_err();
+    let e = FifoOptions::new().nonblocking(true).open_write(&path).unwrap_err();
     assert!(matches!(e.cause(), Cause::NoReader), "{e}");
     assert_eq!(
         e.to_string(),
@@ -203,10 +203,10 @@ fn timed_open_gives_up_without_the_other_side() {
     let _guard = fifo::create(&path, 0o600).unwrap();
     let t = Duration::from_millis(100);
     let start = Instant::now();
-    let e = OpenOptions::new().timeout(t).open_write(&path).unwrap_err();
+    let e = FifoOptions::new().timeout(t).open_write(&path).unwrap_err();
     assert!(matches!(e.cause(), Cause::NoReader), "{e}");
     assert!(start.elapsed() >= t);
-    let e = OpenOptions::new().timeout(t).open_read(&path).unwrap_err();
+    let e = FifoOptions::new().timeout(t).open_read(&path).unwrap_err();
     assert!(matches!(e.cause(), Cause::NoWriter), "{e}");
     let out = run(ipcraft().args(["fifo", "recv", "--timeout", "0.1"]).arg(&path), b"");
     assert_fails(&out, 1, "no writer within the timeout");
@@ -231,7 +231,7 @@ fn timed_writer_waits_for_a_reader_process() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut w = OpenOptions::new().timeout(TIMEOUT).open_write(&path).unwrap();
+    let mut w = FifoOptions::new().timeout(TIMEOUT).open_write(&path).unwrap();
     assert!(!w.is_nonblocking().unwrap(), "blocking unless asked");
     w.write_all(b"to cat\n").unwrap();
     drop(w);
@@ -252,7 +252,7 @@ fn timed_reader_waits_for_a_writer_process() {
         .arg("from the cli")
         .spawn()
         .unwrap();
-    let mut r = OpenOptions::new().timeout(TIMEOUT).open_read(&path).unwrap();
+    let mut r = FifoOptions::new().timeout(TIMEOUT).open_read(&path).unwrap();
     let mut got = String::new();
     r.read_to_string(&mut got).unwrap();
     wait_ok(&mut sender);
@@ -353,7 +353,7 @@ fn cli_recv_into_closed_stdout_ends_quietly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut w = OpenOptions::new().timeout(TIMEOUT).open_write(&path).unwrap();
+    let mut w = FifoOptions::new().timeout(TIMEOUT).open_write(&path).unwrap();
     // Keep writing until the reader side goes away (it exits after head closes).
     let chunk = pattern(64 * 1024, 5);
     let mut broke = false;

@@ -9,14 +9,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{as_nobody, assert_fails, assert_ok, c_program, ipcraft, run, unique, wait, TIMEOUT};
-use ipcraft::mq::{self, MessageQueue, OpenOptions, QueueGuard};
+use ipcraft::mq::{self, MessageQueue, MqOptions};
 use ipcraft::Cause;
 
+/// Removes the queue it names when dropped, pass or fail.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = mq::remove(&self.0);
+    }
+}
+
 /// A fresh queue name and a guard that removes the queue, pass or fail.
-fn fresh() -> (String, QueueGuard) {
+fn fresh() -> (String, Cleanup) {
     let name = format!("/{}", unique("mq"));
-    let guard = QueueGuard::new(ipcraft::Name::new(&name).unwrap());
-    (name, guard)
+    (name.clone(), Cleanup(name))
 }
 
 #[test]
@@ -25,7 +33,7 @@ fn smoke() {
     let q = MessageQueue::create(&name, 4, 32).unwrap();
     q.send(b"smoke", 3).unwrap();
     let mut buf = q.buffer();
-    let (n, prio) = q.receive(&mut buf).unwrap();
+    let (n, prio) = q.recv(&mut buf).unwrap();
     assert_eq!((&buf[..n], prio), (&b"smoke"[..], 3));
 }
 
@@ -39,7 +47,7 @@ fn priority_order_fifo_among_equals() {
     let mut buf = q.buffer();
     let got: Vec<(String, u32)> = (0..6)
         .map(|_| {
-            let (n, p) = q.try_receive(&mut buf).unwrap();
+            let (n, p) = q.try_recv(&mut buf).unwrap();
             (String::from_utf8(buf[..n].to_vec()).unwrap(), p)
         })
         .collect();
@@ -111,7 +119,7 @@ fn cli_sender_to_c_receiver() {
 #[test]
 fn library_receives_from_c_sender_in_another_process() {
     let (name, _guard) = fresh();
-    let q = OpenOptions::new()
+    let q = MqOptions::new()
         .create_new(true)
         .max_msgs(4)
         .msg_size(64)
@@ -122,7 +130,7 @@ fn library_receives_from_c_sender_in_another_process() {
     let mut buf = q.buffer();
     // A blocking receive that the other process satisfies...
     let mut first = Command::new(c_program("mq_send")).args([&name, "w/3"]).spawn().unwrap();
-    let (n, p) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
+    let (n, p) = q.recv_timeout(&mut buf, TIMEOUT).unwrap();
     assert_eq!((&buf[..n], p), (&b"w"[..], 3));
     assert!(wait(&mut first).success());
     // ...and priority order once both messages are queued.
@@ -131,9 +139,9 @@ fn library_receives_from_c_sender_in_another_process() {
         .spawn()
         .unwrap();
     assert!(wait(&mut sender).success());
-    let (n, p) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
+    let (n, p) = q.recv_timeout(&mut buf, TIMEOUT).unwrap();
     assert_eq!((&buf[..n], p), (&b"y"[..], 7));
-    let (n, p) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
+    let (n, p) = q.recv_timeout(&mut buf, TIMEOUT).unwrap();
     assert_eq!((&buf[..n], p), (&b"x"[..], 0));
 }
 
@@ -167,7 +175,7 @@ fn small_receive_buffer_takes_nothing() {
     let (name, _guard) = fresh();
     let q = MessageQueue::create(&name, 4, 64).unwrap();
     q.send(b"keep me", 1).unwrap();
-    let e = q.receive(&mut [0u8; 10]).unwrap_err();
+    let e = q.recv(&mut [0u8; 10]).unwrap_err();
     assert!(matches!(e.cause(), Cause::BufferTooSmall { need: 64, .. }), "{e}");
     assert_eq!(q.attributes().unwrap().cur_msgs, 1);
 }
@@ -177,7 +185,7 @@ fn full_and_empty_without_waiting() {
     let (name, _guard) = fresh();
     let q = MessageQueue::create(&name, 2, 8).unwrap();
     let mut buf = q.buffer();
-    assert!(matches!(q.try_receive(&mut buf).unwrap_err().cause(), Cause::Empty));
+    assert!(matches!(q.try_recv(&mut buf).unwrap_err().cause(), Cause::Empty));
     q.try_send(b"1", 0).unwrap();
     q.try_send(b"2", 0).unwrap();
     assert!(matches!(q.try_send(b"3", 0).unwrap_err().cause(), Cause::Full));
@@ -228,7 +236,7 @@ fn readiness_through_poll() {
     let mut fds = [rustix::event::PollFd::new(&q, rustix::event::PollFlags::IN)];
     assert_eq!(rustix::event::poll(&mut fds, None).unwrap(), 1);
     let mut buf = q.buffer();
-    let (n, p) = q.try_receive(&mut buf).unwrap();
+    let (n, p) = q.try_recv(&mut buf).unwrap();
     assert_eq!((&buf[..n], p), (&b"ping"[..], 4));
     assert!(wait(&mut sender).success());
 }
@@ -279,10 +287,21 @@ fn another_users_queue_is_not_adopted() {
     assert_ok(&run(nobody.args(["mq", "create", &name, "--mode", "666"]), b""));
     let out = run(ipcraft().args(["mq", "send", &name, "x", "--create"]), b"");
     assert_fails(&out, 1, "owned by uid 65534");
-    let e = OpenOptions::new().create(true).open(&name).unwrap_err();
+    let e = MqOptions::new().create(true).open(&name).unwrap_err();
     assert!(matches!(e.cause(), Cause::ForeignOwner { owner: 65534, .. }), "{e}");
+    // A plain open refuses it too, unless another owner is allowed.
+    let e = MessageQueue::open(&name).unwrap_err();
+    assert!(matches!(e.cause(), Cause::ForeignOwner { owner: 65534, .. }), "{e}");
+    let out = run(ipcraft().args(["mq", "recv", &name, "--nonblock"]), b"");
+    assert_fails(&out, 1, "owned by uid 65534");
     assert_eq!(
-        MessageQueue::open(&name).unwrap().attributes().unwrap().cur_msgs,
+        MqOptions::new()
+            .allow_foreign(true)
+            .open(&name)
+            .unwrap()
+            .attributes()
+            .unwrap()
+            .cur_msgs,
         0,
         "nothing sent"
     );
@@ -341,15 +360,15 @@ fn bad_names_fail_before_any_system_call() {
     for bad in ["", "/", "/a/b", ".", "..", "/..", "a\0b"] {
         let e = MessageQueue::create(bad, 2, 8).unwrap_err();
         assert!(matches!(e.cause(), Cause::InvalidName(_)), "{bad:?}: {e}");
-        assert!(matches!(mq::unlink(bad).unwrap_err().cause(), Cause::InvalidName(_)));
+        assert!(matches!(mq::remove(bad).unwrap_err().cause(), Cause::InvalidName(_)));
     }
     let long = "q".repeat(256);
     assert!(matches!(
         MessageQueue::open(&long).unwrap_err().cause(),
         Cause::InvalidName(_)
     ));
-    assert_fails(&run(ipcraft().args(["mq", "create", "/a/b"]), b""), 1, "invalid name");
-    assert_fails(&run(ipcraft().args(["mq", "attr", ".."]), b""), 1, "invalid name");
+    assert_fails(&run(ipcraft().args(["mq", "create", "/a/b"]), b""), 2, "invalid name");
+    assert_fails(&run(ipcraft().args(["mq", "attr", ".."]), b""), 2, "invalid name");
 }
 
 #[test]
@@ -379,7 +398,7 @@ fn killed_receiver_takes_no_message() {
     wait(&mut blocked);
     q.send(b"survives", 2).unwrap();
     let mut buf = q.buffer();
-    let (n, p) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
+    let (n, p) = q.recv_timeout(&mut buf, TIMEOUT).unwrap();
     assert_eq!((&buf[..n], p), (&b"survives"[..], 2));
 }
 
@@ -399,7 +418,7 @@ fn slow_receiver_gets_back_pressure_not_loss() {
         .unwrap();
     let mut buf = q.buffer();
     for i in 0..count {
-        let (n, _) = q.receive_timeout(&mut buf, TIMEOUT).unwrap();
+        let (n, _) = q.recv_timeout(&mut buf, TIMEOUT).unwrap();
         assert_eq!(&buf[..n], format!("m{i}").as_bytes());
     }
     assert!(wait(&mut sender).success());
@@ -424,11 +443,15 @@ fn ls_lists_queues_or_explains_the_mount() {
 }
 
 #[test]
-fn guard_unlinks_unless_kept() {
-    let (name, guard) = fresh();
-    MessageQueue::create(&name, 2, 8).unwrap();
-    let kept = guard.keep();
-    assert!(MessageQueue::open(&name).is_ok());
-    drop(QueueGuard::new(kept));
+fn created_queue_is_removed_on_drop_unless_kept() {
+    let (name, _cleanup) = fresh();
+    drop(MessageQueue::create(&name, 2, 8).unwrap());
+    assert_eq!(MessageQueue::open(&name).unwrap_err().kind(), io::ErrorKind::NotFound);
+    MessageQueue::create(&name, 2, 8).unwrap().keep();
+    let opened = MessageQueue::open(&name).unwrap();
+    drop(opened); // opened, not created: never removes
+    let q = MessageQueue::open(&name).unwrap();
+    q.send(b"here", 1).unwrap();
+    q.remove().unwrap();
     assert_eq!(MessageQueue::open(&name).unwrap_err().kind(), io::ErrorKind::NotFound);
 }

@@ -21,7 +21,9 @@ impl Fresh {
 
 impl Drop for Fresh {
     fn drop(&mut self) {
-        let _ = shm::unlink(&self.0);
+        // Not shm::remove: it refuses objects other users own, and some
+        // tests make one as `nobody`.
+        let _ = std::fs::remove_file(format!("/dev/shm{}", self.0));
     }
 }
 
@@ -113,8 +115,26 @@ fn cli_bad_values_and_short_objects() {
     assert_fails(
         &run(ipcraft().args(["shm", "read", &name.0, "-t", "u64"]), b""),
         1,
-        "is 1 bytes; a u64 needs 8",
+        "is 1 bytes, but a u64 is 8 bytes",
     );
+    // A value read as a type of another size is an error naming both
+    // sizes, never a wrong number (this printed 0 before).
+    assert_ok(&run(
+        ipcraft().args(["shm", "write", &name.0, "3.5", "--type", "f64"]),
+        b"",
+    ));
+    assert_fails(
+        &run(ipcraft().args(["shm", "read", &name.0]), b""),
+        1,
+        "is 8 bytes, but a u8 is 1 bytes",
+    );
+    assert_fails(
+        &run(ipcraft().args(["shm", "read", &name.0, "-t", "u32"]), b""),
+        1,
+        "is 8 bytes, but a u32 is 4 bytes",
+    );
+    let out = run(ipcraft().args(["shm", "read", &name.0, "-t", "f64"]), b"");
+    assert_eq!(out.stdout, b"3.5\n");
     assert_fails(
         &run(ipcraft().args(["shm", "read", "/ipcraft-test-missing"]), b""),
         1,
@@ -180,7 +200,13 @@ fn another_users_object_is_not_adopted() {
     );
     let e = ShmOptions::new().create(true).open(&name.0).unwrap_err();
     assert!(matches!(e.cause(), Cause::ForeignOwner { owner: 65534, .. }), "{e}");
-    let out = run(ipcraft().args(["shm", "read", &name.0]), b"");
+    // Reading it is refused too unless the user says another owner is fine.
+    assert_fails(
+        &run(ipcraft().args(["shm", "read", &name.0]), b""),
+        1,
+        "owned by uid 65534",
+    );
+    let out = run(ipcraft().args(["shm", "read", &name.0, "--allow-foreign"]), b"");
     assert_eq!(out.stdout, b"5\n", "the value was not touched");
 }
 
@@ -220,17 +246,17 @@ fn bad_names_fail_before_any_system_call() {
     for bad in ["", "/", "/a/b", ".", "..", "/.", "a\0b", long.as_str()] {
         let e = Shm::create(bad, 8).unwrap_err();
         assert!(matches!(e.cause(), Cause::InvalidName(_)), "{bad:?}: {e}");
-        assert!(matches!(shm::unlink(bad).unwrap_err().cause(), Cause::InvalidName(_)));
+        assert!(matches!(shm::remove(bad).unwrap_err().cause(), Cause::InvalidName(_)));
         assert!(matches!(shm::stat(bad).unwrap_err().cause(), Cause::InvalidName(_)));
     }
     assert_fails(
         &run(ipcraft().args(["shm", "write", "/a/b", "1"]), b""),
-        1,
+        2,
         "invalid name",
     );
-    assert_fails(&run(ipcraft().args(["shm", "read", ".."]), b""), 1, "invalid name");
+    assert_fails(&run(ipcraft().args(["shm", "read", ".."]), b""), 2, "invalid name");
     let non_utf8 = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"/bad\xff");
-    assert_fails(&run(ipcraft().args(["shm", "stat"]).arg(non_utf8), b""), 1, "UTF-8");
+    assert_fails(&run(ipcraft().args(["shm", "stat"]).arg(non_utf8), b""), 2, "UTF-8");
 }
 
 #[test]
@@ -296,4 +322,98 @@ fn full_dev_shm_is_an_error_not_sigbus() {
         "{stderr}"
     );
     assert!(!stdout.contains("big"), "the failed object was removed: {stdout}");
+}
+
+/// A symbolic link planted in /dev/shm (by an unprivileged user when the
+/// tests run as root) is refused by every command that opens an object;
+/// the file it points to is never touched. glibc's shm_open refuses links
+/// too (O_NOFOLLOW); this once truncated the link's target.
+#[test]
+fn planted_symlink_is_refused_and_its_target_untouched() {
+    let dir = common::TempDir::new();
+    let target = dir.join("precious");
+    std::fs::write(&target, b"root's data").unwrap();
+    let name = Fresh::new();
+    let link = format!("/dev/shm{}", name.0);
+    let plant = match as_nobody("/bin/ln".as_ref()) {
+        Some(mut cmd) => run(cmd.arg("-s").arg(&target).arg(&link), b""),
+        None => run(Command::new("ln").arg("-s").arg(&target).arg(&link), b""),
+    };
+    assert_ok(&plant);
+    for args in [
+        vec!["shm", "write", &name.0, "7"],
+        vec!["shm", "write", &name.0, "7", "--type", "u64"],
+        vec!["shm", "read", &name.0],
+        vec!["shm", "read", &name.0, "--allow-foreign"],
+        vec!["shm", "stat", &name.0],
+        vec!["chan", "send", &name.0],
+        vec!["chan", "recv", &name.0],
+        vec!["chan", "stat", &name.0],
+        vec!["chan", "rm", &name.0],
+    ] {
+        assert_fails(&run(ipcraft().args(&args), b"x"), 1, "symbolic link");
+    }
+    for opts in [
+        ShmOptions::new(),
+        ShmOptions::new().create(true).clone(),
+        ShmOptions::new().allow_foreign(true).clone(),
+    ] {
+        let e = opts.open(&name.0).unwrap_err();
+        assert!(matches!(e.cause(), Cause::Symlink), "{e}");
+    }
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"root's data",
+        "the link's target was touched"
+    );
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+}
+
+/// Something other than a regular file under a /dev/shm name (a FIFO here)
+/// is refused at once, without blocking in open.
+#[test]
+fn planted_fifo_is_refused_without_blocking() {
+    let name = Fresh::new();
+    let path = format!("/dev/shm{}", name.0);
+    rustix::fs::mkfifoat(rustix::fs::CWD, path.as_str(), rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    let e = Shm::open_read_only(&name.0).unwrap_err();
+    assert!(matches!(e.cause(), Cause::WrongType { found: "a FIFO", .. }), "{e}");
+    assert_fails(
+        &run(ipcraft().args(["shm", "read", &name.0]), b""),
+        1,
+        "not a shared memory object",
+    );
+}
+
+/// One name rule for every facility: 255 bytes after the slash work for
+/// shared memory, channels and queues alike; 256 are refused up front.
+#[test]
+fn longest_name_works_everywhere() {
+    let mut long = format!("/{}-", unique("long"));
+    while long.len() < 256 {
+        long.push('n');
+    }
+    let name = Fresh(long);
+    let obj = Shm::create(&name.0, 8).unwrap();
+    obj.map().unwrap().write(0, &5u64).unwrap();
+    assert_eq!(Shm::open(&name.0).unwrap().map().unwrap().read::<u64>(0).unwrap(), 5);
+    drop(obj);
+    assert_ok(&run(
+        ipcraft().args(["chan", "create", &name.0, "--capacity", "4K"]),
+        b"",
+    ));
+    let out = run(ipcraft().args(["chan", "stat", &name.0]), b"");
+    assert_ok(&out);
+    assert_ok(&run(ipcraft().args(["chan", "rm", &name.0]), b""));
+    let q = ipcraft::mq::MessageQueue::create(&name.0, 1, 8).unwrap();
+    q.send(b"x", 0).unwrap();
+    drop(q);
+    let too_long = format!("/{}", "n".repeat(256));
+    for args in [["shm", "stat"], ["chan", "stat"], ["mq", "attr"]] {
+        assert_fails(
+            &run(ipcraft().args(args).arg(&too_long), b""),
+            2,
+            "longer than 255 bytes",
+        );
+    }
 }

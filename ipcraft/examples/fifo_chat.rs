@@ -13,7 +13,7 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::time::Duration;
 
-use ipcraft::fifo::{self, OpenOptions};
+use ipcraft::fifo::{self, FifoOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         [cmd, path, words @ ..] if cmd == "say" && !words.is_empty() => {
-            let writer = OpenOptions::new().timeout(Duration::from_secs(10)).open_write(path)?;
+            let writer = FifoOptions::new().timeout(Duration::from_secs(10)).open_write(path)?;
             for word in words {
                 writer.write_atomic(format!("{word}\n").as_bytes())?;
             }

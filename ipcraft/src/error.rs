@@ -35,6 +35,10 @@ pub enum Cause {
     /// A POSIX IPC name was rejected before any system call was made.
     #[error("invalid name: {0}")]
     InvalidName(&'static str),
+    /// An argument that can never work, such as a zero size; rejected
+    /// before any system call.
+    #[error("{0}")]
+    Invalid(&'static str),
     /// A buffer or message is larger than a limit; nothing was sent.
     #[error("{len} bytes is larger than {limit_name} ({limit} bytes); nothing was sent")]
     TooLarge {
@@ -65,14 +69,14 @@ pub enum Cause {
         /// Name of the limit, such as `mq_msgsize`.
         limit_name: &'static str,
     },
-    /// An object is smaller than the value to be read from it.
-    #[error("is {size} bytes; {what} needs {need}")]
-    ObjectTooSmall {
+    /// An object's size is not the size of the value asked for.
+    #[error("is {size} bytes, but {what} is {need} bytes")]
+    WrongSize {
         /// The object's size.
         size: u64,
-        /// The size needed.
+        /// The value's size.
         need: u64,
-        /// What needs it, such as `a u32`.
+        /// The value, such as `an f64`.
         what: &'static str,
     },
     /// A system-wide count limit has been reached.
@@ -235,10 +239,11 @@ impl Error {
         match &self.cause {
             Cause::Os(e) => e.kind(),
             Cause::InvalidName(_)
+            | Cause::Invalid(_)
             | Cause::TooLarge { .. }
             | Cause::OverLimit { .. }
             | Cause::BufferTooSmall { .. }
-            | Cause::ObjectTooSmall { .. } => io::ErrorKind::InvalidInput,
+            | Cause::WrongSize { .. } => io::ErrorKind::InvalidInput,
             Cause::WrongType { .. } | Cause::Symlink => io::ErrorKind::InvalidInput,
             Cause::NoReader | Cause::ChildGone => io::ErrorKind::BrokenPipe,
             Cause::NoWriter | Cause::TimedOut => io::ErrorKind::TimedOut,

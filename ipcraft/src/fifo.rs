@@ -1,16 +1,18 @@
 //! FIFOs (named pipes): a pipe with a name in the file system, so unrelated
 //! processes can share it.
 //!
-//! [`create`] makes one with an exact mode (the umask does not change it)
-//! and returns a [`FifoGuard`] that removes it on drop unless you
-//! [`keep`](FifoGuard::keep) it. [`open_read`] and [`open_write`] return the
+//! [`Fifo::create`] makes one with an exact mode (the umask does not change
+//! it) and returns a [`Fifo`] that removes it on drop unless you
+//! [`keep`](Fifo::keep) it. [`open_read`] and [`open_write`] return the
 //! same [`PipeReader`]/[`PipeWriter`] types as an anonymous pipe;
-//! [`OpenOptions`] adds non-blocking mode and a timeout on the open.
+//! [`FifoOptions`] adds non-blocking mode and a timeout on the open.
 //!
 //! Opening refuses a path that is a symbolic link or not a FIFO, checked
 //! before the open (so a device or a regular file is never opened by
 //! mistake) and again on the opened descriptor with `fstat` (so a file
-//! swapped in between is caught).
+//! swapped in between is caught). A FIFO another user owns is refused too
+//! unless [`FifoOptions::allow_foreign`] says otherwise: in a shared
+//! directory such as `/tmp` anyone could have made it.
 //!
 //! # References
 //!
@@ -24,47 +26,20 @@ use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
 use rustix::fs::{FileType, Mode, OFlags, CWD};
+use rustix::io::Errno;
 
 use crate::error::{Cause, Context, Error, Result};
+use crate::object::{self, RemoveOnDrop};
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::sys;
 
 /// The mode [`create`] uses unless told otherwise: owner read/write only.
 pub const DEFAULT_MODE: u32 = 0o600;
 
-/// `mkfifo(path, mode)`—Creates a FIFO that did not exist, with exactly
-/// `mode` (then `chmod`, so the umask does not narrow it), and returns a
-/// guard that removes it when dropped.
-///
-/// # Errors
-///
-/// `EEXIST` if anything already has that path (it is never adopted);
-/// `ENOENT`/`EACCES` for the directory.
-///
-/// # Examples
-///
-/// ```
-/// let path = std::env::temp_dir().join(format!("ipcraft-doc-{}", std::process::id()));
-/// let fifo = ipcraft::fifo::create(&path, 0o600).unwrap();
-/// assert!(ipcraft::fifo::create(&path, 0o600).is_err()); // exclusive
-/// drop(fifo); // removed
-/// assert!(!path.exists());
-/// ```
-///
-/// # References
-///
-/// - [`mkfifo(3)`](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
+/// `mkfifo(path, mode)`—Creates a FIFO; shorthand for [`Fifo::create`].
 #[doc(alias = "mkfifo")]
-pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<FifoGuard> {
-    let path = path.as_ref();
-    let mode = Mode::from_bits_truncate(mode & 0o7777);
-    sys::retry(|| rustix::fs::mkfifoat(CWD, path, mode)).context("create fifo", path.display())?;
-    let guard = FifoGuard {
-        path: path.to_owned(),
-        keep: false,
-    };
-    sys::retry(|| rustix::fs::chmod(path, mode)).context("set mode of fifo", path.display())?;
-    Ok(guard)
+pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<Fifo> {
+    Fifo::create(path, mode)
 }
 
 /// Removes the FIFO at `path` (`unlink`), refusing anything that is not a
@@ -83,16 +58,16 @@ pub fn remove(path: impl AsRef<Path>) -> Result<()> {
 
 /// Opens the FIFO at `path` for reading, waiting until a writer opens it.
 ///
-/// Shorthand for `OpenOptions::new().open_read(path)`.
+/// Shorthand for `FifoOptions::new().open_read(path)`.
 pub fn open_read(path: impl AsRef<Path>) -> Result<PipeReader> {
-    OpenOptions::new().open_read(path)
+    FifoOptions::new().open_read(path)
 }
 
 /// Opens the FIFO at `path` for writing, waiting until a reader opens it.
 ///
-/// Shorthand for `OpenOptions::new().open_write(path)`.
+/// Shorthand for `FifoOptions::new().open_write(path)`.
 pub fn open_write(path: impl AsRef<Path>) -> Result<PipeWriter> {
-    OpenOptions::new().open_write(path)
+    FifoOptions::new().open_write(path)
 }
 
 /// How to open a FIFO: blocking or not, and how long to wait for the other
@@ -107,12 +82,13 @@ pub fn open_write(path: impl AsRef<Path>) -> Result<PipeWriter> {
 /// With a timeout the returned end is blocking unless `nonblocking` is also
 /// set.
 #[derive(Clone, Debug, Default)]
-pub struct OpenOptions {
+pub struct FifoOptions {
     nonblocking: bool,
     timeout: Option<Duration>,
+    allow_foreign: bool,
 }
 
-impl OpenOptions {
+impl FifoOptions {
     /// Blocking, no timeout.
     pub fn new() -> Self {
         Self::default()
@@ -130,12 +106,19 @@ impl OpenOptions {
         self
     }
 
+    /// Accept a FIFO another user owns (refused by default with
+    /// [`Cause::ForeignOwner`]).
+    pub fn allow_foreign(&mut self, allow: bool) -> &mut Self {
+        self.allow_foreign = allow;
+        self
+    }
+
     /// Opens `path` for reading.
     ///
     /// # Errors
     ///
-    /// [`Cause::Symlink`], [`Cause::WrongType`], [`Cause::NoWriter`] (with a
-    /// timeout), or the OS error from `open`.
+    /// [`Cause::Symlink`], [`Cause::WrongType`], [`Cause::ForeignOwner`],
+    /// [`Cause::NoWriter`] (with a timeout), or the OS error from `open`.
     ///
     /// # References
     ///
@@ -151,12 +134,14 @@ impl OpenOptions {
             } else {
                 OFlags::empty()
             };
-            return open_checked(path, OFlags::RDONLY | nonblock, OP).map(PipeReader::from);
+            return self
+                .open_checked(path, OFlags::RDONLY | nonblock, OP)
+                .map(PipeReader::from);
         };
         // A non-blocking open for reading succeeds at once; poll then waits
         // until a writer has sent data or has come and gone (Linux reports
         // no hang-up for a FIFO that has never had a writer).
-        let fd = open_checked(path, OFlags::RDONLY | OFlags::NONBLOCK, OP)?;
+        let fd = self.open_checked(path, OFlags::RDONLY | OFlags::NONBLOCK, OP)?;
         match sys::wait_fd(fd.as_fd(), PollFlags::IN, sys::deadline(Some(timeout))) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -174,8 +159,9 @@ impl OpenOptions {
     ///
     /// # Errors
     ///
-    /// [`Cause::Symlink`], [`Cause::WrongType`], [`Cause::NoReader`] (when
-    /// non-blocking or timed out), or the OS error from `open`.
+    /// [`Cause::Symlink`], [`Cause::WrongType`], [`Cause::ForeignOwner`],
+    /// [`Cause::NoReader`] (when non-blocking or timed out), or the OS error
+    /// from `open`.
     ///
     /// # References
     ///
@@ -186,7 +172,7 @@ impl OpenOptions {
         const OP: &str = "open fifo";
         check_is_fifo(path, OP)?;
         if !self.nonblocking && self.timeout.is_none() {
-            return open_checked(path, OFlags::WRONLY, OP).map(PipeWriter::from);
+            return self.open_checked(path, OFlags::WRONLY, OP).map(PipeWriter::from);
         }
         // Linux has no event for "a reader opened this FIFO" that also covers
         // readers still blocked inside open(2), so a timed open retries the
@@ -194,7 +180,7 @@ impl OpenOptions {
         let deadline = sys::deadline(self.timeout);
         let mut pause = Duration::from_micros(200);
         let fd = loop {
-            match open_checked(path, OFlags::WRONLY | OFlags::NONBLOCK, OP) {
+            match self.open_checked(path, OFlags::WRONLY | OFlags::NONBLOCK, OP) {
                 Ok(fd) => break fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
                     let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
@@ -212,22 +198,24 @@ impl OpenOptions {
         }
         Ok(PipeWriter::from(fd))
     }
-}
 
-/// `open(path, flags | O_NOFOLLOW | O_CLOEXEC)` and an `fstat` check that
-/// the descriptor is a FIFO.
-fn open_checked(path: &Path, flags: OFlags, op: &'static str) -> Result<OwnedFd> {
-    let fd = match sys::retry(|| rustix::fs::open(path, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())) {
-        Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(Error::new(op, path.display(), Cause::Symlink)),
-        Err(e) => return Err(Error::new(op, path.display(), e)),
-    };
-    let stat = sys::retry(|| rustix::fs::fstat(&fd)).context(op, path.display())?;
-    let kind = FileType::from_raw_mode(stat.st_mode);
-    if kind != FileType::Fifo {
-        return Err(Error::new(op, path.display(), wrong_type(kind)));
+    /// `open(path, flags | O_NOFOLLOW | O_CLOEXEC)` and an `fstat` check of
+    /// the descriptor: a FIFO, owned by this user unless allowed.
+    fn open_checked(&self, path: &Path, flags: OFlags, op: &'static str) -> Result<OwnedFd> {
+        let fd = match sys::open_nofollow(path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => return Err(Error::new(op, path.display(), Cause::Symlink)),
+            Err(e) => return Err(Error::new(op, path.display(), e)),
+        };
+        object::check_opened(
+            &fd,
+            op,
+            &path.display(),
+            Some((FileType::Fifo, "FIFO")),
+            self.allow_foreign,
+        )?;
+        Ok(fd)
     }
-    Ok(fd)
 }
 
 /// `lstat` check: `path` exists and is a FIFO, not a link to one.
@@ -236,61 +224,97 @@ fn check_is_fifo(path: &Path, op: &'static str) -> Result<()> {
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::Fifo => Ok(()),
         FileType::Symlink => Err(Error::new(op, path.display(), Cause::Symlink)),
-        other => Err(Error::new(op, path.display(), wrong_type(other))),
+        other => Err(Error::new(
+            op,
+            path.display(),
+            Cause::WrongType {
+                expected: "FIFO",
+                found: object::type_name(other),
+            },
+        )),
     }
 }
 
-fn wrong_type(found: FileType) -> Cause {
-    Cause::WrongType {
-        expected: "FIFO",
-        found: match found {
-            FileType::RegularFile => "a regular file",
-            FileType::Directory => "a directory",
-            FileType::Symlink => "a symbolic link",
-            FileType::Socket => "a socket",
-            FileType::CharacterDevice => "a character device",
-            FileType::BlockDevice => "a block device",
-            FileType::Fifo => "a FIFO",
-            _ => "of unknown type",
-        },
-    }
-}
-
-/// Removes a FIFO when dropped, unless [`keep`](Self::keep) was called.
+/// A FIFO this process created: removed when dropped, unless
+/// [`keep`](Self::keep) was called.
 ///
-/// It only removes a FIFO: if something else has replaced it at that path,
-/// that is left alone.
+/// It only removes the FIFO it made: if something else has replaced it at
+/// that path, that is left alone.
 #[derive(Debug)]
-#[must_use = "dropping the guard removes the FIFO at once"]
-pub struct FifoGuard {
+#[must_use = "dropping the Fifo removes it at once"]
+pub struct Fifo {
     path: PathBuf,
-    keep: bool,
+    removal: RemoveOnDrop,
 }
 
-impl FifoGuard {
+impl Fifo {
+    /// `mkfifo(path, mode)`—Creates a FIFO that did not exist, with exactly
+    /// `mode` (then `fchmod`, so the umask does not narrow it), removed
+    /// when the returned value drops.
+    ///
+    /// # Errors
+    ///
+    /// `EEXIST` if anything already has that path (it is never adopted);
+    /// `ENOENT`/`EACCES` for the directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipcraft::fifo::Fifo;
+    ///
+    /// let path = std::env::temp_dir().join(format!("ipcraft-doc-{}", std::process::id()));
+    /// let fifo = Fifo::create(&path, 0o600).unwrap();
+    /// assert!(Fifo::create(&path, 0o600).is_err()); // exclusive
+    /// drop(fifo); // removed
+    /// assert!(!path.exists());
+    /// ```
+    ///
+    /// # References
+    ///
+    /// - [`mkfifo(3)`](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
+    #[doc(alias = "mkfifo")]
+    pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
+        const OP: &str = "create fifo";
+        let path = path.as_ref();
+        let mode = Mode::from_bits_truncate(mode & 0o7777);
+        sys::retry(|| rustix::fs::mkfifoat(CWD, path, mode)).context(OP, path.display())?;
+        // Opened (without waiting for a writer) to pin down the file made,
+        // so the mode is set, and the removal aimed, at it and nothing else.
+        let fd = sys::open_nofollow(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty());
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(e) => return Err(Error::new(OP, path.display(), e)),
+        };
+        let fifo = Fifo {
+            path: path.to_owned(),
+            removal: RemoveOnDrop::file(path, &fd, true).context(OP, path.display())?,
+        };
+        sys::retry(|| rustix::fs::fchmod(&fd, mode)).context("set mode of fifo", path.display())?;
+        Ok(fifo)
+    }
+
     /// The FIFO's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Leaves the FIFO in place and returns its path.
-    pub fn keep(mut self) -> PathBuf {
-        self.keep = true;
-        std::mem::take(&mut self.path)
+    /// Leaves the FIFO in place when this value drops.
+    pub fn keep(&mut self) {
+        self.removal.keep();
     }
 
     /// Removes the FIFO now, reporting any error that drop would ignore.
     pub fn remove(mut self) -> Result<()> {
-        self.keep = true;
-        remove(&self.path)
+        self.removal.remove_now().context("remove fifo", self.path.display())
     }
-}
 
-impl Drop for FifoGuard {
-    fn drop(&mut self) {
-        if !self.keep {
-            // Errors cannot be reported from drop; `FifoGuard::remove` reports them.
-            let _ = remove(&self.path);
-        }
+    /// Opens it for reading ([`open_read`]).
+    pub fn open_read(&self) -> Result<PipeReader> {
+        open_read(&self.path)
+    }
+
+    /// Opens it for writing ([`open_write`]).
+    pub fn open_write(&self) -> Result<PipeWriter> {
+        open_write(&self.path)
     }
 }

@@ -41,6 +41,7 @@ pub mod memfd;
 pub mod mmap;
 pub mod mq;
 pub mod name;
+mod object;
 pub mod pipe;
 pub mod process;
 pub mod shm;

@@ -71,7 +71,7 @@ impl Memfd {
         const OP: &str = "check received";
         let seals = match sys::retry(|| rustix::fs::fcntl_get_seals(&fd)) {
             Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(rustix::io::Errno::INVAL) => {
                 return Err(Error::new(
                     OP,
                     WHAT,

@@ -1,8 +1,9 @@
 //! POSIX message queues: named queues of discrete messages, delivered
 //! highest priority first and first-in first-out among equal priorities.
 //!
-//! [`MessageQueue::create`] makes a new queue (exclusive, mode 0600 exactly);
-//! [`MessageQueue::open`] opens an existing one; [`OpenOptions`] covers the
+//! [`MessageQueue::create`] makes a new queue (exclusive, mode 0600 exactly)
+//! that is removed when the handle drops unless you [`keep`](MessageQueue::keep)
+//! it; [`MessageQueue::open`] opens an existing one; [`MqOptions`] covers the
 //! rest (access, create-if-missing, mode, sizes, non-blocking). Sends and
 //! receives come in blocking, `try_` and `_timeout` forms. On Linux the
 //! queue descriptor is a file descriptor, so [`MessageQueue`] implements
@@ -26,6 +27,7 @@ use rustix::event::PollFlags;
 
 use crate::error::{Cause, Context, Error, Result};
 use crate::name::Name;
+use crate::object::{self, RemoveOnDrop};
 use crate::sys;
 
 /// Priorities run from 0 to `PRIO_MAX - 1` (`MQ_PRIO_MAX` is 32768 on Linux).
@@ -55,7 +57,7 @@ pub struct Attributes {
 /// How to open or create a queue. Starts as "open an existing queue for
 /// reading and writing, blocking".
 #[derive(Clone, Debug)]
-pub struct OpenOptions {
+pub struct MqOptions {
     read: bool,
     write: bool,
     create: bool,
@@ -64,15 +66,16 @@ pub struct OpenOptions {
     max_msgs: Option<usize>,
     msg_size: Option<usize>,
     nonblocking: bool,
+    allow_foreign: bool,
 }
 
-impl Default for OpenOptions {
+impl Default for MqOptions {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl OpenOptions {
+impl MqOptions {
     /// Open an existing queue for reading and writing, blocking.
     pub fn new() -> Self {
         Self {
@@ -84,6 +87,7 @@ impl OpenOptions {
             max_msgs: None,
             msg_size: None,
             nonblocking: false,
+            allow_foreign: false,
         }
     }
 
@@ -138,15 +142,23 @@ impl OpenOptions {
         self
     }
 
-    /// `mq_open(name, ...)`—Opens or creates the queue.
+    /// Accept an existing queue that another user owns (refused by default
+    /// with [`Cause::ForeignOwner`], so a planted queue is never adopted).
+    pub fn allow_foreign(&mut self, allow: bool) -> &mut Self {
+        self.allow_foreign = allow;
+        self
+    }
+
+    /// `mq_open(name, ...)`—Opens or creates the queue. A queue this call
+    /// created is removed when the returned handle drops unless kept.
     ///
     /// # Errors
     ///
     /// [`Cause::InvalidName`] before any system call; [`Cause::OverLimit`]
     /// naming `msg_max`, `msgsize_max` or `RLIMIT_MSGQUEUE` when the sizes
     /// are too large; [`Cause::LimitReached`] for `queues_max`;
-    /// [`Cause::ForeignOwner`] for another user's queue with
-    /// [`create`](Self::create); `EEXIST` with
+    /// [`Cause::ForeignOwner`] for another user's queue (unless
+    /// [`allow_foreign`](Self::allow_foreign)); `EEXIST` with
     /// [`create_new`](Self::create_new); `ENOENT` for a missing queue.
     ///
     /// # References
@@ -163,11 +175,18 @@ impl OpenOptions {
         if self.nonblocking {
             oflag |= libc::O_NONBLOCK;
         }
-        if let (Some(0), _) | (_, Some(0)) = (self.max_msgs, self.msg_size) {
+        if self.max_msgs == Some(0) {
             return Err(Error::new(
                 "create queue",
                 &name,
-                Cause::InvalidName("max messages and message size must be at least 1"),
+                Cause::Invalid("max messages must be at least 1"),
+            ));
+        }
+        if self.msg_size == Some(0) {
+            return Err(Error::new(
+                "create queue",
+                &name,
+                Cause::Invalid("the message size must be at least 1"),
             ));
         }
         let attr = match (self.max_msgs, self.msg_size) {
@@ -177,30 +196,36 @@ impl OpenOptions {
                 size.map_or_else(|| read_proc_u64("msgsize_default").unwrap_or(8192), |s| s as u64) as i64,
             )),
         };
-        let fd = if self.create_new || self.create {
+        let open_existing = || sys::mq_open(name.as_c_str(), oflag, 0, None).context("open queue", &name);
+        let (fd, created) = if self.create_new || self.create {
             match sys::mq_open(name.as_c_str(), oflag | libc::O_CREAT | libc::O_EXCL, self.mode, attr) {
-                Ok(fd) => {
-                    // The umask narrowed the mode given to mq_open; set it exactly.
-                    let mode = rustix::fs::Mode::from_raw_mode(self.mode);
-                    sys::retry(|| rustix::fs::fchmod(&fd, mode)).context("set mode of queue", &name)?;
-                    fd
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !self.create_new => {
-                    let fd = sys::mq_open(name.as_c_str(), oflag, 0, None).context("open queue", &name)?;
-                    sys::check_owner(&fd, "open queue", &name)?;
-                    fd
-                }
+                Ok(fd) => (fd, true),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !self.create_new => (open_existing()?, false),
                 Err(e) => return Err(Error::new("create queue", &name, creation_cause(e, attr))),
             }
         } else {
-            sys::mq_open(name.as_c_str(), oflag, 0, None).context("open queue", &name)?
+            (open_existing()?, false)
         };
-        let (max_msgs, msg_size, _, _) = sys::mq_getattr(fd.as_fd()).context("get attributes of queue", &name)?;
-        Ok(MessageQueue {
+        let queue = MessageQueue {
             fd,
+            removal: RemoveOnDrop::queue(name.clone(), created),
             name,
+            max_msgs: 0,
+            msg_size: 0,
+        };
+        if created {
+            // The umask narrowed the mode given to mq_open; set it exactly.
+            let mode = rustix::fs::Mode::from_raw_mode(self.mode);
+            sys::retry(|| rustix::fs::fchmod(&queue.fd, mode)).context("set mode of queue", &queue.name)?;
+        } else {
+            object::check_opened(&queue.fd, "open queue", &queue.name, None, self.allow_foreign)?;
+        }
+        let (max_msgs, msg_size, _, _) =
+            sys::mq_getattr(queue.fd.as_fd()).context("get attributes of queue", &queue.name)?;
+        Ok(MessageQueue {
             max_msgs: max_msgs as usize,
             msg_size: msg_size as usize,
+            ..queue
         })
     }
 }
@@ -265,6 +290,13 @@ fn creation_cause(e: io::Error, attr: Option<(i64, i64)>) -> Cause {
             Cause::Os(e)
         }
         Some(libc::EMFILE) => {
+            // EMFILE means either "out of descriptors" or "this user's
+            // queues would exceed RLIMIT_MSGQUEUE": tell them apart by
+            // counting this process's descriptors.
+            const LIMIT_NAME: &str = "RLIMIT_MSGQUEUE (bytes for all of this user's queues, `ulimit -q`)";
+            let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).ok();
+            let out_of_fds = matches!((open_fds, nofile), (Some(n), Some(l)) if n + 1 >= l);
             // The kernel charges each queue roughly its messages plus
             // bookkeeping against RLIMIT_MSGQUEUE.
             let needed = max.saturating_mul(size.saturating_add(64));
@@ -272,7 +304,11 @@ fn creation_cause(e: io::Error, attr: Option<(i64, i64)>) -> Cause {
                 Some(limit) if needed > limit => Cause::OverLimit {
                     requested: needed,
                     limit,
-                    limit_name: "RLIMIT_MSGQUEUE (bytes for all of this user's queues, `ulimit -q`)",
+                    limit_name: LIMIT_NAME,
+                },
+                Some(limit) if !out_of_fds => Cause::LimitReached {
+                    limit_name: LIMIT_NAME,
+                    limit,
                 },
                 _ => Cause::Os(e),
             }
@@ -285,35 +321,38 @@ fn creation_cause(e: io::Error, attr: Option<(i64, i64)>) -> Cause {
     }
 }
 
-/// An open POSIX message queue. Closed on drop (the queue itself stays until
-/// [`unlink`]ed).
+/// An open POSIX message queue, closed on drop. A queue this handle created
+/// is removed on drop too, unless [`keep`](Self::keep) was called.
 pub struct MessageQueue {
     fd: OwnedFd,
     name: Name,
+    removal: RemoveOnDrop,
     max_msgs: usize,
     msg_size: usize,
 }
 
 impl MessageQueue {
     /// Creates a new queue (exclusive, mode 0600) holding up to `max_msgs`
-    /// messages of up to `msg_size` bytes, open for reading and writing.
+    /// messages of up to `msg_size` bytes, open for reading and writing. It
+    /// is removed when this handle drops unless [`keep`](Self::keep) is called.
     ///
     /// # Examples
     ///
     /// ```
-    /// use ipcraft::mq::{self, MessageQueue};
+    /// use ipcraft::mq::MessageQueue;
     ///
     /// let name = format!("/ipcraft-doc-{}", std::process::id());
     /// let q = MessageQueue::create(&name, 4, 64).unwrap();
     /// q.send(b"low", 1).unwrap();
     /// q.send(b"high", 9).unwrap();
     /// let mut buf = [0u8; 64];
-    /// let (n, prio) = q.receive(&mut buf).unwrap();
+    /// let (n, prio) = q.recv(&mut buf).unwrap();
     /// assert_eq!((&buf[..n], prio), (&b"high"[..], 9));
-    /// mq::unlink(&name).unwrap();
+    /// drop(q); // created here, so removed now
+    /// assert!(MessageQueue::open(&name).is_err());
     /// ```
     pub fn create(name: impl AsRef<OsStr>, max_msgs: usize, msg_size: usize) -> Result<Self> {
-        OpenOptions::new()
+        MqOptions::new()
             .create_new(true)
             .max_msgs(max_msgs)
             .msg_size(msg_size)
@@ -322,12 +361,24 @@ impl MessageQueue {
 
     /// Opens an existing queue for reading and writing.
     pub fn open(name: impl AsRef<OsStr>) -> Result<Self> {
-        OpenOptions::new().open(name)
+        MqOptions::new().open(name)
     }
 
     /// The queue's name.
     pub fn name(&self) -> &Name {
         &self.name
+    }
+
+    /// Leaves a queue this handle created in place when it drops.
+    pub fn keep(&mut self) {
+        self.removal.keep();
+    }
+
+    /// `mq_unlink`—Removes the queue's name now (this handle and other open
+    /// ones keep working), reporting what drop would ignore.
+    #[doc(alias = "mq_unlink")]
+    pub fn remove(mut self) -> Result<()> {
+        self.removal.remove_now().context("remove queue", &self.name)
     }
 
     /// `mq_msgsize`: the largest message, and the smallest receive buffer.
@@ -366,7 +417,7 @@ impl MessageQueue {
         Ok(())
     }
 
-    fn check_receive(&self, buf: &[u8]) -> Result<()> {
+    fn check_recv(&self, buf: &[u8]) -> Result<()> {
         if buf.len() < self.msg_size {
             return Err(Error::new(
                 "receive from queue",
@@ -389,7 +440,7 @@ impl MessageQueue {
         Error::new("send to queue", &self.name, cause)
     }
 
-    fn receive_error(&self, e: io::Error) -> Error {
+    fn recv_error(&self, e: io::Error) -> Error {
         let cause = match e.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::ETIMEDOUT) => Cause::Empty,
             _ => Cause::Os(e),
@@ -459,15 +510,15 @@ impl MessageQueue {
     ///
     /// - [`mq_receive(3)`](https://man7.org/linux/man-pages/man3/mq_receive.3.html)
     #[doc(alias = "mq_receive")]
-    pub fn receive(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
-        self.check_receive(buf)?;
-        sys::mq_receive(self.fd.as_fd(), buf).map_err(|e| self.receive_error(e))
+    pub fn recv(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.check_recv(buf)?;
+        sys::mq_receive(self.fd.as_fd(), buf).map_err(|e| self.recv_error(e))
     }
 
     /// Receives a message if one is waiting; [`Cause::Empty`] otherwise.
-    pub fn try_receive(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
-        self.check_receive(buf)?;
-        sys::mq_try_receive(self.fd.as_fd(), buf).map_err(|e| self.receive_error(e))
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.check_recv(buf)?;
+        sys::mq_try_receive(self.fd.as_fd(), buf).map_err(|e| self.recv_error(e))
     }
 
     /// `mq_timedreceive`—Receives a message, waiting at most `timeout`
@@ -475,17 +526,17 @@ impl MessageQueue {
     ///
     /// # Errors
     ///
-    /// [`Cause::TimedOut`] if none arrived; otherwise as [`receive`](Self::receive).
+    /// [`Cause::TimedOut`] if none arrived; otherwise as [`recv`](Self::recv).
     ///
     /// # References
     ///
     /// - [`mq_timedreceive(3)`](https://man7.org/linux/man-pages/man3/mq_receive.3.html)
     #[doc(alias = "mq_timedreceive")]
-    pub fn receive_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, u32)> {
-        self.check_receive(buf)?;
+    pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, u32)> {
+        self.check_recv(buf)?;
         let deadline = sys::deadline(Some(timeout));
         loop {
-            match sys::mq_try_receive(self.fd.as_fd(), buf).map_err(|e| self.receive_error(e)) {
+            match sys::mq_try_receive(self.fd.as_fd(), buf).map_err(|e| self.recv_error(e)) {
                 Err(e) if matches!(e.cause(), Cause::Empty) => {
                     self.wait(PollFlags::IN, deadline, "receive from queue")?
                 }
@@ -559,6 +610,14 @@ impl AsRawFd for MessageQueue {
     }
 }
 
+/// The queue descriptor; the name follows the handle's rule (removed if
+/// this handle created it and did not keep it).
+impl From<MessageQueue> for OwnedFd {
+    fn from(q: MessageQueue) -> Self {
+        q.fd
+    }
+}
+
 impl fmt::Debug for MessageQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageQueue")
@@ -566,6 +625,7 @@ impl fmt::Debug for MessageQueue {
             .field("fd", &self.fd.as_raw_fd())
             .field("max_msgs", &self.max_msgs)
             .field("msg_size", &self.msg_size)
+            .field("remove_on_drop", &self.removal.is_armed())
             .finish()
     }
 }
@@ -577,7 +637,7 @@ impl fmt::Debug for MessageQueue {
 ///
 /// - [`mq_unlink(3)`](https://man7.org/linux/man-pages/man3/mq_unlink.3.html)
 #[doc(alias = "mq_unlink")]
-pub fn unlink(name: impl AsRef<OsStr>) -> Result<()> {
+pub fn remove(name: impl AsRef<OsStr>) -> Result<()> {
     let name = Name::new(name)?;
     sys::mq_unlink(name.as_c_str()).context("remove queue", &name)
 }
@@ -614,45 +674,4 @@ pub fn list() -> Result<Vec<Name>> {
         .collect();
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     Ok(names)
-}
-
-/// Removes a queue's name when dropped, unless [`keep`](Self::keep) was
-/// called. Open [`MessageQueue`]s keep working after the name is gone.
-///
-/// ```
-/// use ipcraft::mq::{MessageQueue, QueueGuard};
-///
-/// let name = format!("/ipcraft-doc-guard-{}", std::process::id());
-/// let q = MessageQueue::create(&name, 2, 16).unwrap();
-/// let guard = QueueGuard::new(q.name().clone());
-/// drop(guard); // unlinked
-/// assert!(MessageQueue::open(&name).is_err());
-/// ```
-#[derive(Debug)]
-#[must_use = "dropping the guard removes the queue at once"]
-pub struct QueueGuard {
-    name: Name,
-    keep: bool,
-}
-
-impl QueueGuard {
-    /// Guards the queue called `name`.
-    pub fn new(name: Name) -> Self {
-        Self { name, keep: false }
-    }
-
-    /// Leaves the queue in place.
-    pub fn keep(mut self) -> Name {
-        self.keep = true;
-        self.name.clone()
-    }
-}
-
-impl Drop for QueueGuard {
-    fn drop(&mut self) {
-        if !self.keep {
-            // Nothing to report from drop; `unlink` reports errors to callers who need them.
-            let _ = sys::mq_unlink(self.name.as_c_str());
-        }
-    }
 }

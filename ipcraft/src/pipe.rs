@@ -187,7 +187,7 @@ pipe_end!(PipeWriter, "pipe write end");
 fn set_capacity(fd: BorrowedFd<'_>, bytes: usize, what: &'static str) -> Result<usize> {
     match sys::retry(|| rustix::pipe::fcntl_setpipe_size(fd, bytes)) {
         Ok(n) => Ok(n),
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+        Err(rustix::io::Errno::PERM) => {
             let limit = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
@@ -241,7 +241,7 @@ impl Read for PipeReader {
 
 impl Read for &PipeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::retry(|| rustix::io::read(&self.0, &mut *buf))
+        Ok(sys::retry(|| rustix::io::read(&self.0, &mut *buf))?)
     }
 }
 

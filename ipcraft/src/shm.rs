@@ -17,12 +17,13 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use rustix::fs::Mode;
-use rustix::shm::OFlags;
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::error::{Cause, Context, Error, Result};
 use crate::mmap::{Mmap, MmapOptions};
 use crate::name::Name;
+use crate::object;
 use crate::sys;
 
 /// Where Linux keeps POSIX shared memory objects.
@@ -63,6 +64,7 @@ pub struct ShmOptions {
     read_only: bool,
     mode: u32,
     size: Option<u64>,
+    allow_foreign: bool,
 }
 
 impl Default for ShmOptions {
@@ -80,6 +82,7 @@ impl ShmOptions {
             read_only: false,
             mode: 0o600,
             size: None,
+            allow_foreign: false,
         }
     }
 
@@ -115,14 +118,29 @@ impl ShmOptions {
         self
     }
 
+    /// Accept an existing object that another user owns (refused by
+    /// default with [`Cause::ForeignOwner`]: `/dev/shm` is writable by
+    /// everyone, so anyone could have planted it).
+    pub fn allow_foreign(&mut self, allow: bool) -> &mut Self {
+        self.allow_foreign = allow;
+        self
+    }
+
     /// `shm_open(name, ...)`—Opens or creates the object. A created object
-    /// is unlinked when the returned [`Shm`] drops unless kept.
+    /// is removed when the returned [`Shm`] drops unless kept.
+    ///
+    /// The object is opened as `/dev/shm/NAME` with `O_NOFOLLOW` (as glibc's
+    /// `shm_open` does), and the descriptor actually opened is checked: it
+    /// must be a regular file, owned by this user unless
+    /// [`allow_foreign`](Self::allow_foreign).
     ///
     /// # Errors
     ///
-    /// [`Cause::InvalidName`] before any system call; `EEXIST` with
-    /// [`create_new`](Self::create_new); [`Cause::ForeignOwner`] with
-    /// [`create`](Self::create); `ENOENT`; `ENOSPC` when `/dev/shm` is full.
+    /// [`Cause::InvalidName`] before any system call; [`Cause::Symlink`]
+    /// for a symbolic link, [`Cause::WrongType`] for anything else that is
+    /// not a regular file; `EEXIST` with [`create_new`](Self::create_new);
+    /// [`Cause::ForeignOwner`] for another user's object; `ENOENT`;
+    /// `ENOSPC` when `/dev/shm` is full.
     ///
     /// # References
     ///
@@ -131,31 +149,46 @@ impl ShmOptions {
     pub fn open(&self, name: impl AsRef<OsStr>) -> Result<Shm> {
         let name = Name::new(name)?;
         let access = if self.read_only { OFlags::RDONLY } else { OFlags::RDWR };
-        let open_existing = |name: &Name| {
-            sys::retry(|| rustix::shm::open(name.as_c_str(), access, Mode::empty())).context("open shared memory", name)
+        let path = path_of(&name);
+        // O_NONBLOCK: a FIFO planted under the name cannot block the open.
+        let open =
+            |extra: OFlags, mode: Mode| sys::open_nofollow(path.as_ref(), access | OFlags::NONBLOCK | extra, mode);
+        let refused = |op: &'static str, e: Errno| match e {
+            Errno::LOOP => Error::new(op, &name, Cause::Symlink),
+            e => Error::new(op, &name, e),
         };
         let (fd, created) = if self.create || self.create_new {
-            let mode = Mode::from_raw_mode(self.mode);
-            match sys::retry(|| rustix::shm::open(name.as_c_str(), access | OFlags::CREATE | OFlags::EXCL, mode)) {
+            match open(OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(self.mode)) {
                 Ok(fd) => (fd, true),
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !self.create_new => {
-                    let fd = open_existing(&name)?;
-                    sys::check_owner(&fd, "open shared memory", &name)?;
-                    (fd, false)
-                }
-                Err(e) => return Err(Error::new("create shared memory", &name, e)),
+                Err(Errno::EXIST) if !self.create_new => (
+                    open(OFlags::empty(), Mode::empty()).map_err(|e| refused(OPEN, e))?,
+                    false,
+                ),
+                Err(e) => return Err(refused("create shared memory", e)),
             }
         } else {
-            (open_existing(&name)?, false)
+            (
+                open(OFlags::empty(), Mode::empty()).map_err(|e| refused(OPEN, e))?,
+                false,
+            )
         };
+        // From here on a created object is removed again if anything fails.
+        let removal = object::RemoveOnDrop::file(&path, &fd, created).context(OPEN, &name)?;
         let shm = Shm {
             fd,
             name,
-            unlink_on_drop: created,
+            removal,
             writable: !self.read_only,
         };
+        object::check_opened(
+            &shm.fd,
+            OPEN,
+            &shm.name,
+            Some((FileType::RegularFile, "shared memory object")),
+            self.allow_foreign,
+        )?;
         if created {
-            // The umask narrowed the mode given to shm_open; set it exactly.
+            // The umask narrowed the mode given to open; set it exactly.
             let mode = Mode::from_raw_mode(self.mode);
             sys::retry(|| rustix::fs::fchmod(&shm.fd, mode)).context("set mode of shared memory", &shm.name)?;
         }
@@ -166,12 +199,19 @@ impl ShmOptions {
     }
 }
 
+const OPEN: &str = "open shared memory";
+
+/// `/dev/shm/NAME`.
+fn path_of(name: &Name) -> String {
+    format!("{SHM_DIR}/{}", name.file_name())
+}
+
 /// An open POSIX shared memory object. If this value created it, dropping
-/// it unlinks the name unless [`keep`](Self::keep) was called.
+/// it removes the name unless [`keep`](Self::keep) was called.
 pub struct Shm {
     fd: OwnedFd,
     name: Name,
-    unlink_on_drop: bool,
+    removal: object::RemoveOnDrop,
     writable: bool,
 }
 
@@ -212,7 +252,13 @@ impl Shm {
 
     /// Leaves the object in `/dev/shm` when this value drops.
     pub fn keep(&mut self) {
-        self.unlink_on_drop = false;
+        self.removal.keep();
+    }
+
+    /// Removes the object's name now (the mapping and descriptor stay
+    /// usable), reporting what drop would ignore.
+    pub fn remove(mut self) -> Result<()> {
+        self.removal.remove_now().context("remove shared memory", &self.name)
     }
 
     /// Size, owner and mode, from `fstat`.
@@ -241,7 +287,7 @@ impl Shm {
         if size > current {
             match sys::retry(|| rustix::fs::fallocate(&self.fd, rustix::fs::FallocateFlags::empty(), 0, size)) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+                Err(Errno::OPNOTSUPP) => {}
                 Err(e) => return Err(Error::new(OP, &self.name, e)),
             }
         }
@@ -260,12 +306,11 @@ impl Shm {
     }
 }
 
-impl Drop for Shm {
-    fn drop(&mut self) {
-        if self.unlink_on_drop {
-            // Nothing to report from drop; `unlink` reports errors to callers who need them.
-            let _ = rustix::shm::unlink(self.name.as_c_str());
-        }
+/// The descriptor; the name follows the handle's rule (removed if this
+/// handle created it and did not keep it).
+impl From<Shm> for OwnedFd {
+    fn from(shm: Shm) -> Self {
+        shm.fd
     }
 }
 
@@ -286,7 +331,7 @@ impl fmt::Debug for Shm {
         f.debug_struct("Shm")
             .field("name", &self.name)
             .field("fd", &self.fd.as_raw_fd())
-            .field("unlink_on_drop", &self.unlink_on_drop)
+            .field("remove_on_drop", &self.removal.is_armed())
             .finish()
     }
 }
@@ -304,29 +349,54 @@ fn info_from(name: Name, stat: &rustix::fs::Stat) -> ShmInfo {
 /// `shm_unlink(name)`—Removes the name; processes that have the object open
 /// or mapped keep using it.
 ///
+/// # Errors
+///
+/// [`Cause::WrongType`] or [`Cause::Symlink`] if the name is not a shared
+/// memory object; [`Cause::ForeignOwner`] naming the owner if another user
+/// owns it (never removed on someone else's behalf); `ENOENT`.
+///
 /// # References
 ///
 /// - [`shm_unlink(3)`](https://man7.org/linux/man-pages/man3/shm_unlink.3.html)
 #[doc(alias = "shm_unlink")]
-pub fn unlink(name: impl AsRef<OsStr>) -> Result<()> {
-    let name = Name::new(name)?;
-    sys::retry(|| rustix::shm::unlink(name.as_c_str())).context("remove shared memory", &name)
+pub fn remove(name: impl AsRef<OsStr>) -> Result<()> {
+    const OP: &str = "remove shared memory";
+    let info = stat(name).map_err(|e| {
+        let object = e.object().unwrap_or_default().to_owned();
+        e.relabel(OP, object)
+    })?;
+    if info.uid != object::my_uid() {
+        return Err(Error::new(
+            OP,
+            &info.name,
+            Cause::ForeignOwner {
+                owner: info.uid,
+                me: object::my_uid(),
+            },
+        ));
+    }
+    // Not rustix::shm::unlink: it refuses a 255-byte name that the kernel
+    // (and shm_open) accept.
+    sys::retry(|| rustix::fs::unlink(path_of(&info.name).as_str())).context(OP, &info.name)
 }
 
 /// Size, owner and mode of the object `name`, without opening it.
 pub fn stat(name: impl AsRef<OsStr>) -> Result<ShmInfo> {
     let name = Name::new(name)?;
-    let path = format!("{SHM_DIR}/{}", name.file_name());
-    let stat = sys::retry(|| rustix::fs::lstat(path.as_str())).context("stat shared memory", &name)?;
-    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(Error::new(
-            "stat shared memory",
-            &name,
-            Cause::WrongType {
-                expected: "shared memory object",
-                found: "something else",
-            },
-        ));
+    let stat = sys::retry(|| rustix::fs::lstat(path_of(&name).as_str())).context("stat shared memory", &name)?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Symlink => return Err(Error::new("stat shared memory", &name, Cause::Symlink)),
+        other => {
+            return Err(Error::new(
+                "stat shared memory",
+                &name,
+                Cause::WrongType {
+                    expected: "shared memory object",
+                    found: object::type_name(other),
+                },
+            ))
+        }
     }
     Ok(info_from(name, &stat))
 }

@@ -53,7 +53,7 @@ fn fifo_chat_example_two_speakers() {
     assert!(line.starts_with("listening on"), "{line:?}");
     // The test holds a write end of its own while the speakers run, so the
     // listener cannot see end of file between one speaker and the next.
-    let held = ipcraft::fifo::OpenOptions::new()
+    let held = ipcraft::fifo::FifoOptions::new()
         .timeout(TIMEOUT)
         .open_write(&path)
         .unwrap();
@@ -103,7 +103,7 @@ fn shm_writer_and_reader_examples() {
     let name = format!("/{}", common::unique("shm-example"));
     let wrote = run(example("shm_writer").args([&name, "100"]), b"");
     let read = run(example("shm_reader").arg(&name), b"");
-    let _ = ipcraft::shm::unlink(&name);
+    let _ = ipcraft::shm::remove(&name);
     assert!(wrote.status.success(), "{}", String::from_utf8_lossy(&wrote.stderr));
     assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
     assert_eq!(read.stdout, b"100\n");

@@ -321,13 +321,13 @@ impl ChannelOptions {
 /// from, or passed by, the other side.
 fn reopen(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
-    sys::retry(|| {
+    Ok(sys::retry(|| {
         rustix::fs::open(
             path.as_str(),
             rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-    })
+    })?)
 }
 
 /// [`reopen`], keeping `fd` itself where `/proc` is not available.
@@ -354,7 +354,7 @@ pub fn remove(name: impl AsRef<OsStr>) -> Result<()> {
     let shm = Shm::open_read_only(&name).map_err(|e| e.relabel("remove channel", &name))?;
     check_identity_only(&shm, &name)?;
     drop(shm);
-    crate::shm::unlink(&name).map_err(|e| e.relabel("remove channel", &name))
+    crate::shm::remove(&name).map_err(|e| e.relabel("remove channel", &name))
 }
 
 fn check_identity_only(shm: &Shm, name: &Name) -> Result<()> {
