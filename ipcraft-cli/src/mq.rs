@@ -27,10 +27,10 @@ enum Command {
         #[arg(value_parser = parse_name)]
         name: Name,
         /// Most messages the queue holds (default: the system's msg_default).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_at_least_1)]
         max_msgs: Option<usize>,
         /// Largest message in bytes (default: the system's msgsize_default).
-        #[arg(long, value_name = "BYTES")]
+        #[arg(long, value_name = "BYTES", value_parser = parse_at_least_1)]
         msg_size: Option<usize>,
         /// Permission bits in octal.
         #[arg(long, default_value = "600", value_parser = parse_mode)]
@@ -89,6 +89,15 @@ enum Command {
         #[arg(value_parser = parse_name)]
         name: Name,
     },
+}
+
+/// A count or size that must be at least 1.
+fn parse_at_least_1(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
 }
 
 pub fn run(args: Args) -> CmdResult {

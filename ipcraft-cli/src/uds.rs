@@ -1,7 +1,9 @@
 //! `ipcraft uds`: Unix domain sockets.
 
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ use ipcraft::unix_socket::{self, Listener};
 use ipcraft::Error;
 use rustix::event::{PollFd, PollFlags};
 
-use crate::{write_stdout, CmdResult};
+use crate::{parse_mode, write_stdout, CmdResult};
 
 /// A Unix domain socket connects processes on one machine through a path
 /// in the file system (or an abstract name). Unlike a pipe it is
@@ -25,28 +27,39 @@ enum Command {
     /// Echo server: answers every client with the bytes it sends and logs
     /// each client's pid/uid/gid to stderr, until interrupted (SIGINT,
     /// SIGTERM, SIGHUP); removes its socket file on exit. Refuses a path
-    /// where a live server listens; replaces a stale socket file.
+    /// where a live server listens; replaces a stale socket file. The
+    /// socket file is mode 0600 (only this user can connect) unless --mode.
     Serve {
         /// Socket path (at most 107 bytes).
         path: PathBuf,
+        /// Permission bits of the socket file in octal; connecting needs
+        /// write permission.
+        #[arg(long, default_value = "600", value_parser = parse_mode)]
+        mode: u32,
     },
-    /// Sends MESSAGE, prints the reply and a newline.
+    /// Sends MESSAGE (stdin when no MESSAGE is given), prints the reply and
+    /// a newline.
     Send {
         /// Socket path of a server.
         path: PathBuf,
-        /// The message.
-        message: String,
+        /// The message; without it, stdin is sent.
+        message: Option<OsString>,
     },
 }
 
 pub fn run(args: Args) -> CmdResult {
     match args.command {
-        Command::Serve { path } => serve(path),
+        Command::Serve { path, mode } => serve(path, mode),
         Command::Send { path, message } => {
             let shown = path.display();
             let mut stream = unix_socket::connect(&path)?;
             let io_err = |e: io::Error| Error::new("talk to", &shown, e);
-            stream.write_all(message.as_bytes()).map_err(io_err)?;
+            match message {
+                Some(text) => stream.write_all(text.as_bytes()).map_err(io_err)?,
+                None => {
+                    io::copy(&mut io::stdin().lock(), &mut stream).map_err(io_err)?;
+                }
+            }
             stream.shutdown(Shutdown::Write).map_err(io_err)?;
             let mut reply = Vec::new();
             stream.read_to_end(&mut reply).map_err(io_err)?;
@@ -75,10 +88,10 @@ fn wait_readable(fd: &impl std::os::fd::AsFd, signals: &impl std::os::fd::AsFd) 
     }
 }
 
-fn serve(path: PathBuf) -> CmdResult {
+fn serve(path: PathBuf, mode: u32) -> CmdResult {
     let signals = ipcraft::process::termination_signals()?;
     // Dropped on every way out of this function: the socket file goes with it.
-    let listener = Listener::bind(&path)?;
+    let listener = Listener::bind_with_mode(&path, mode)?;
     let shown = path.display().to_string();
     let fail = |e: io::Error| Error::new("serve", &shown, e);
     eprintln!("ipcraft uds serve: listening on {shown}");

@@ -351,8 +351,30 @@ fn limits_are_named() {
     );
     assert_fails(&out, 1, "RLIMIT_MSGQUEUE");
     assert!(MessageQueue::open(&name).is_err(), "nothing created");
+    // A budget that the estimate says fits, but that the kernel's own
+    // bookkeeping exhausts: still named, not "Too many open files".
+    let out = run(
+        Command::new("bash")
+            .args([
+                "-c",
+                r#"ulimit -q 90 && exec "$0" mq create "$1" --max-msgs 1 --msg-size 16"#,
+            ])
+            .arg(env!("CARGO_BIN_EXE_ipcraft"))
+            .arg(&name),
+        b"",
+    );
+    assert_fails(&out, 1, "RLIMIT_MSGQUEUE");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Too many open files"));
+    assert!(MessageQueue::open(&name).is_err(), "nothing created");
     let e = MessageQueue::create(&name, 0, 8).unwrap_err();
-    assert!(e.to_string().contains("at least 1"), "{e}");
+    assert!(matches!(e.cause(), Cause::Invalid(_)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("create queue {name}: max messages must be at least 1")
+    );
+    let out = run(ipcraft().args(["mq", "create", &name, "--max-msgs", "0"]), b"");
+    assert_fails(&out, 2, "at least 1");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("invalid name"));
 }
 
 #[test]

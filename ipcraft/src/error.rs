@@ -163,7 +163,8 @@ pub enum Cause {
         /// How many descriptors the receiver made room for.
         room: usize,
     },
-    /// A received file is not sealed the way it must be, or is too small.
+    /// A memfd's seals forbid the operation, or a received file is not
+    /// sealed the way it must be (or is too small).
     #[error("{0}")]
     BadSeals(String),
     /// A bounded wait ran out.

@@ -20,7 +20,7 @@
 //! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 //! - [`fcntl(2)`, "File Sealing"](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::MemfdFlags;
 pub use rustix::fs::SealFlags;
@@ -102,10 +102,38 @@ impl Memfd {
 
     /// `fcntl(F_ADD_SEALS)`—Adds seals. `SHRINK` and `GROW` fix the size;
     /// `WRITE` makes it read-only for everyone (only when no writable
-    /// mapping exists); `SEAL` forbids further seals.
+    /// shared mapping exists); `SEAL` forbids further seals.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::BadSeals`] saying why: a writable shared mapping still
+    /// exists (`EBUSY` for `WRITE`), or it is already sealed against
+    /// further seals (`EPERM`).
+    ///
+    /// # References
+    ///
+    /// - [`fcntl(2)`, "File Sealing"](https://man7.org/linux/man-pages/man2/fcntl.2.html)
     #[doc(alias = "F_ADD_SEALS")]
     pub fn seal(&self, seals: SealFlags) -> Result<()> {
-        sys::retry(|| rustix::fs::fcntl_add_seals(&self.fd, seals)).context("seal", WHAT)
+        const OP: &str = "seal";
+        match sys::retry(|| rustix::fs::fcntl_add_seals(&self.fd, seals)) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::BUSY) => Err(Error::new(
+                OP,
+                WHAT,
+                Cause::BadSeals(format!(
+                    "cannot add {seals:?} while a writable shared mapping of it exists (drop the Mmap first)"
+                )),
+            )),
+            Err(rustix::io::Errno::PERM) => Err(Error::new(
+                OP,
+                WHAT,
+                Cause::BadSeals(format!(
+                    "cannot add {seals:?}: it is already sealed against further seals (SEAL)"
+                )),
+            )),
+            Err(e) => Err(Error::new(OP, WHAT, e)),
+        }
     }
 
     /// `fcntl(F_GET_SEALS)`—The seals in place.
@@ -121,27 +149,62 @@ impl Memfd {
             .st_size as u64)
     }
 
-    /// `ftruncate`—Resizes it (fails with `EPERM` once sealed against it).
+    /// `ftruncate`—Resizes it.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::BadSeals`] naming the seal when it is sealed against
+    /// shrinking or growing.
+    ///
+    /// # References
+    ///
+    /// - [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
+    #[doc(alias = "ftruncate")]
     pub fn set_len(&self, size: u64) -> Result<()> {
-        sys::retry(|| rustix::fs::ftruncate(&self.fd, size)).context("resize", WHAT)
+        const OP: &str = "resize";
+        match sys::retry(|| rustix::fs::ftruncate(&self.fd, size)) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::PERM) => {
+                let seals = self.seals()?;
+                let current = self.size()?;
+                let which = if size < current {
+                    SealFlags::SHRINK
+                } else {
+                    SealFlags::GROW
+                };
+                Err(Error::new(
+                    OP,
+                    WHAT,
+                    Cause::BadSeals(format!(
+                        "it is sealed against resizing ({which:?} is among its seals {seals:?}); it stays {current} bytes"
+                    )),
+                ))
+            }
+            Err(e) => Err(Error::new(OP, WHAT, e)),
+        }
     }
 
     /// Maps all of it, shared; read-only if sealed against writes.
     pub fn map(&self) -> Result<Mmap> {
         let opts = MmapOptions::new();
         let read_only = self.seals()?.intersects(SealFlags::WRITE | SealFlags::FUTURE_WRITE);
-        let map = if read_only {
+        if read_only {
             opts.map(&self.fd)
         } else {
             opts.map_shared(&self.fd)
-        };
-        map.map_err(|e| e.relabel("map", WHAT))
+        }
     }
 }
 
 impl AsFd for Memfd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Memfd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

@@ -134,8 +134,9 @@ impl MmapOptions {
     }
 
     fn map_anonymous(&self, len: usize, shared: bool) -> Result<Mmap> {
+        const WHAT: &str = "anonymous memory";
         if len == 0 {
-            return Ok(Mmap::empty(Access::Write { shared }));
+            return Ok(Mmap::empty(Access::Write { shared }, WHAT.to_owned()));
         }
         // SAFETY: a new anonymous mapping at an address the kernel picks
         // cannot alias any existing Rust object.
@@ -147,21 +148,23 @@ impl MmapOptions {
                 self.flags(shared),
             )
         }
-        .context("map", "anonymous memory")?;
+        .context("map", WHAT)?;
         Ok(Mmap {
-            ptr: non_null(ptr)?,
+            ptr: non_null(ptr, WHAT)?,
             len,
             page_offset: 0,
             access: Access::Write { shared },
+            label: WHAT.to_owned(),
         })
     }
 
     fn map_file(&self, fd: BorrowedFd<'_>, access: Access) -> Result<Mmap> {
-        const WHAT: &str = "file";
-        let stat = sys::retry(|| rustix::fs::fstat(fd)).context("map", WHAT)?;
+        let label = file_label(fd);
+        let what = label.as_str();
+        let stat = sys::retry(|| rustix::fs::fstat(fd)).context("map", what)?;
         let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
         if kind == rustix::fs::FileType::Directory {
-            return Err(Error::new("map", WHAT, io::Error::from_raw_os_error(libc::EISDIR)));
+            return Err(Error::new("map", what, io::Error::from_raw_os_error(libc::EISDIR)));
         }
         let size = stat.st_size as u64;
         let len = match self.len {
@@ -169,7 +172,7 @@ impl MmapOptions {
             None if self.offset > size => {
                 return Err(Error::new(
                     "map",
-                    WHAT,
+                    what,
                     Cause::OverLimit {
                         requested: self.offset,
                         limit: size,
@@ -180,7 +183,7 @@ impl MmapOptions {
             None => usize::try_from(size - self.offset).map_err(|_| {
                 Error::new(
                     "map",
-                    WHAT,
+                    what,
                     Cause::TooLarge {
                         len: usize::MAX,
                         limit: usize::MAX,
@@ -191,7 +194,7 @@ impl MmapOptions {
         };
         if len == 0 {
             // mmap(2) refuses length 0; an empty file maps to an empty view.
-            return Ok(Mmap::empty(access));
+            return Ok(Mmap::empty(access, label));
         }
         let page = rustix::param::page_size() as u64;
         let aligned = self.offset - self.offset % page;
@@ -213,21 +216,31 @@ impl MmapOptions {
                 aligned,
             )
         }
-        .context("map", WHAT)?;
+        .context("map", what)?;
         Ok(Mmap {
-            ptr: non_null(ptr)?,
+            ptr: non_null(ptr, what)?,
             len: len + page_offset,
             page_offset,
             access,
+            label,
         })
     }
 }
 
+/// The path behind `fd` as `/proc/self/fd` shows it (`/tmp/x`,
+/// `/dev/shm/name`, `/memfd:name (deleted)`), or `descriptor N`.
+fn file_label(fd: BorrowedFd<'_>) -> String {
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    std::fs::read_link(format!("/proc/self/fd/{raw}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("descriptor {raw}"))
+}
+
 /// The address `mmap` returned; it never returns null on success (no
 /// `MAP_FIXED`), but that is checked rather than assumed.
-fn non_null(ptr: *mut std::ffi::c_void) -> Result<NonNull<u8>> {
-    NonNull::new(ptr.cast())
-        .ok_or_else(|| Error::new("map", "memory", io::Error::other("mmap returned a null address")))
+fn non_null(ptr: *mut std::ffi::c_void, what: &str) -> Result<NonNull<u8>> {
+    NonNull::new(ptr.cast()).ok_or_else(|| Error::new("map", what, io::Error::other("mmap returned a null address")))
 }
 
 /// A memory mapping, unmapped on drop. See the [module docs](self) for why
@@ -240,6 +253,8 @@ pub struct Mmap {
     /// Bytes between the mapping's start and the caller's offset.
     page_offset: usize,
     access: Access,
+    /// What is mapped (a path, `memfd:NAME`, `anonymous memory`), for errors.
+    label: String,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; every safe
@@ -250,13 +265,27 @@ unsafe impl Send for Mmap {}
 unsafe impl Sync for Mmap {}
 
 impl Mmap {
-    fn empty(access: Access) -> Self {
+    fn empty(access: Access, label: String) -> Self {
         Self {
             ptr: NonNull::dangling(),
             len: 0,
             page_offset: 0,
             access,
+            label,
         }
+    }
+
+    /// What is mapped, as errors name it: the file's path (from
+    /// `/proc/self/fd`), `memfd:NAME`, or `anonymous memory`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The same mapping, named `label` in its errors (a shared memory
+    /// object's `/name`, say).
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
     }
 
     /// Length in bytes.
@@ -294,7 +323,7 @@ impl Mmap {
             }
             _ => Err(Error::new(
                 op,
-                "mapping",
+                &self.label,
                 Cause::OverLimit {
                     requested: (offset as u64).saturating_add(len as u64),
                     limit: self.len() as u64,
@@ -304,11 +333,11 @@ impl Mmap {
         }
     }
 
-    fn copy_error(op: &'static str, e: io::Error) -> Error {
+    fn copy_error(&self, op: &'static str, e: io::Error) -> Error {
         if e.raw_os_error() == Some(libc::EFAULT) {
-            Error::new(op, "mapping", Cause::Truncated)
+            Error::new(op, &self.label, Cause::Truncated)
         } else {
-            Error::new(op, "mapping", e)
+            Error::new(op, &self.label, e)
         }
     }
 
@@ -322,8 +351,7 @@ impl Mmap {
         let src = self.range("read from", offset, buf.len())?;
         // SAFETY: `buf` is valid for writes of its length; `src` is in this
         // address space (checked range) and is read by the kernel.
-        unsafe { sys::kernel_copy(buf.as_mut_ptr(), src, buf.len(), true) }
-            .map_err(|e| Self::copy_error("read from", e))
+        unsafe { sys::kernel_copy(buf.as_mut_ptr(), src, buf.len(), true) }.map_err(|e| self.copy_error("read from", e))
     }
 
     /// Copies `data` into the mapping at `offset`.
@@ -335,7 +363,7 @@ impl Mmap {
         if !self.is_writable() {
             return Err(Error::new(
                 "write to",
-                "mapping",
+                &self.label,
                 io::Error::from_raw_os_error(libc::EACCES),
             ));
         }
@@ -343,7 +371,7 @@ impl Mmap {
         // SAFETY: `data` is valid for reads of its length (the kernel only
         // reads it); `dst` is a checked range of a writable mapping.
         unsafe { sys::kernel_copy(data.as_ptr().cast_mut(), dst, data.len(), false) }
-            .map_err(|e| Self::copy_error("write to", e))
+            .map_err(|e| self.copy_error("write to", e))
     }
 
     /// Reads a plain-old-data value stored at `offset` (any alignment).
@@ -368,7 +396,7 @@ impl Mmap {
     pub fn write_to(&self, out: impl AsFd, offset: usize, len: usize) -> Result<()> {
         let at = self.range("write out", offset, len)?;
         // SAFETY: `at..at+len` is within the mapping; the kernel reads it.
-        unsafe { sys::write_all_raw(out.as_fd(), at, len) }.map_err(|e| Self::copy_error("write out", e))
+        unsafe { sys::write_all_raw(out.as_fd(), at, len) }.map_err(|e| self.copy_error("write out", e))
     }
 
     /// `msync(MS_SYNC)`—Writes changes in a shared file mapping back to the
@@ -384,7 +412,7 @@ impl Mmap {
         }
         // SAFETY: the range is exactly this mapping.
         sys::retry(|| unsafe { rustix::mm::msync(self.ptr.as_ptr().cast(), self.len, MsyncFlags::SYNC) })
-            .context("flush", "mapping")
+            .context("flush", &self.label)
     }
 
     /// The mapping as a slice.

@@ -111,6 +111,23 @@ impl RemoveOnDrop {
         })
     }
 
+    /// Removes `path` on drop while it names the file `lstat` finds there
+    /// now (for files with no descriptor of their own, such as a socket
+    /// file).
+    pub(crate) fn path(path: impl Into<std::path::PathBuf>) -> std::io::Result<Self> {
+        let path = path.into();
+        let stat = sys::retry(|| rustix::fs::lstat(&path))?;
+        Ok(Self {
+            what: Removable::File {
+                path,
+                dev: stat.st_dev,
+                ino: stat.st_ino,
+                kind: FileType::from_raw_mode(stat.st_mode),
+            },
+            armed: true,
+        })
+    }
+
     /// Removes the queue `name` on drop (armed only when `created`).
     pub(crate) fn queue(name: crate::Name, created: bool) -> Self {
         Self {

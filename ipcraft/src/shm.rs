@@ -302,7 +302,8 @@ impl Shm {
         } else {
             opts.map(&self.fd)
         };
-        map.map_err(|e| e.relabel("map shared memory", &self.name))
+        map.map(|m| m.with_label(self.name.to_string()))
+            .map_err(|e| e.relabel("map shared memory", &self.name))
     }
 }
 

@@ -3,8 +3,10 @@
 //!
 //! - [`Listener::bind`] checks the 107-byte path limit up front, refuses to
 //!   replace a live socket (it connects first: a stale file left by a dead
-//!   server is removed, a live one is an error), and removes its own socket
-//!   file on drop (only if the file is still the one it created).
+//!   server is removed, a live one is an error), creates the socket file
+//!   mode 0600 whatever the umask (before it listens, so nobody connects
+//!   through wider permissions), and removes it on drop unless kept (only
+//!   if the file is still the one it created).
 //! - Abstract-namespace addresses ([`Listener::bind_abstract`],
 //!   [`connect_abstract`]): no file at all.
 //! - [`peer_credentials`]: the peer's pid, uid and gid (`SO_PEERCRED`).
@@ -18,9 +20,8 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -30,10 +31,14 @@ use rustix::net::{
 };
 
 use crate::error::{Cause, Context, Error, Result};
+use crate::object::RemoveOnDrop;
 use crate::sys;
 
 /// Longest socket path: `sun_path` holds 108 bytes including the NUL.
 pub const SUN_PATH_MAX: usize = 107;
+
+/// Most descriptors one message carries (`SCM_MAX_FD` in the kernel).
+pub const SCM_MAX_FD: usize = 253;
 
 /// Who is on the other end of a connected socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,16 +135,21 @@ pub fn bind_datagram(path: impl AsRef<Path>) -> Result<UnixDatagram> {
     UnixDatagram::bind(path).context("bind", path.display())
 }
 
-/// A listening stream socket that removes its socket file when dropped.
+/// A listening stream socket that removes its socket file when dropped,
+/// unless [`keep`](Self::keep) was called.
 #[derive(Debug)]
 pub struct Listener {
     inner: UnixListener,
-    /// The socket file this listener created: path, device and inode.
-    file: Option<(PathBuf, u64, u64)>,
+    /// The socket file this listener created.
+    file: Option<(PathBuf, RemoveOnDrop)>,
 }
 
+/// How many connections may wait to be accepted.
+const BACKLOG: i32 = 128;
+
 impl Listener {
-    /// Binds and listens at `path`.
+    /// Binds and listens at `path`; the socket file is mode 0600 (see
+    /// [`bind_with_mode`](Self::bind_with_mode)).
     ///
     /// If a socket file is already there, a connection is tried first: if
     /// a server answers, binding fails with `EADDRINUSE` and the file is
@@ -170,6 +180,19 @@ impl Listener {
     /// assert!(!path.exists());
     /// ```
     pub fn bind(path: impl AsRef<Path>) -> Result<Self> {
+        Self::bind_with_mode(path, 0o600)
+    }
+
+    /// Binds and listens at `path` with the socket file's permission bits
+    /// set to exactly `mode` (connecting needs write permission), before
+    /// the socket starts listening. Otherwise as [`bind`](Self::bind).
+    ///
+    /// # References
+    ///
+    /// - [`bind(2)`](https://man7.org/linux/man-pages/man2/bind.2.html)
+    /// - [`listen(2)`](https://man7.org/linux/man-pages/man2/listen.2.html)
+    #[doc(alias = "bind")]
+    pub fn bind_with_mode(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
         const OP: &str = "listen on";
         let path = path.as_ref();
         check_path(path, OP)?;
@@ -194,11 +217,26 @@ impl Listener {
                 Err(e) => return Err(Error::new(OP, path.display(), e)),
             }
         }
-        let inner = UnixListener::bind(path).context(OP, path.display())?;
-        let meta = std::fs::symlink_metadata(path).context(OP, path.display())?;
+        let fd = sys::retry(|| {
+            rustix::net::socket_with(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::STREAM,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+        })
+        .context(OP, path.display())?;
+        let addr = rustix::net::SocketAddrUnix::new(path).context(OP, path.display())?;
+        sys::retry(|| rustix::net::bind(&fd, &addr)).context(OP, path.display())?;
+        // From here on the file is ours: removed again if anything fails.
+        let removal = RemoveOnDrop::path(path).context(OP, path.display())?;
+        // Not listening yet, so nobody can connect before the mode is set.
+        let mode = rustix::fs::Mode::from_raw_mode(mode & 0o777);
+        sys::retry(|| rustix::fs::chmod(path, mode)).context("set mode of socket", path.display())?;
+        sys::retry(|| rustix::net::listen(&fd, BACKLOG)).context(OP, path.display())?;
         Ok(Self {
-            inner,
-            file: Some((path.to_owned(), meta.dev(), meta.ino())),
+            inner: UnixListener::from(fd),
+            file: Some((path.to_owned(), removal)),
         })
     }
 
@@ -220,12 +258,26 @@ impl Listener {
 
     /// The socket file's path, for a listener bound to one.
     pub fn path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|(p, _, _)| p.as_path())
+        self.file.as_ref().map(|(p, _)| p.as_path())
+    }
+
+    /// Leaves the socket file in place when this listener drops.
+    pub fn keep(&mut self) {
+        if let Some((_, removal)) = &mut self.file {
+            removal.keep();
+        }
     }
 
     /// The std listener, for everything else.
     pub fn as_std(&self) -> &UnixListener {
         &self.inner
+    }
+
+    /// The std listener. The socket file stays (a std listener never
+    /// removes it): without it nobody could connect.
+    pub fn into_std(mut self) -> UnixListener {
+        self.keep();
+        self.inner
     }
 }
 
@@ -235,17 +287,17 @@ impl AsFd for Listener {
     }
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some((path, dev, ino)) = &self.file {
-            // Only the file this listener created: another server may have
-            // replaced it since.
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if meta.dev() == *dev && meta.ino() == *ino {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+/// The listening descriptor; like [`Listener::into_std`], the socket file
+/// stays.
+impl From<Listener> for OwnedFd {
+    fn from(listener: Listener) -> Self {
+        listener.into_std().into()
     }
 }
 
@@ -254,8 +306,9 @@ impl Drop for Listener {
 ///
 /// # Errors
 ///
-/// [`Cause::OverLimit`] for empty data (descriptors travel with data) or
-/// more than 253 descriptors (`SCM_MAX_FD`).
+/// [`Cause::Invalid`] for empty data (descriptors travel with data, so a
+/// stream socket needs at least one byte); [`Cause::OverLimit`] for more
+/// than 253 descriptors (`SCM_MAX_FD`).
 ///
 /// # References
 ///
@@ -263,11 +316,15 @@ impl Drop for Listener {
 #[doc(alias = "SCM_RIGHTS")]
 pub fn send_with_fds(socket: impl AsFd, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
     const OP: &str = "send descriptors over";
-    if data.is_empty() || fds.len() > 253 {
+    if data.is_empty() {
+        let cause = Cause::Invalid("descriptors travel with data: send at least one byte with them");
+        return Err(Error::new(OP, "socket", cause));
+    }
+    if fds.len() > SCM_MAX_FD {
         let cause = Cause::OverLimit {
             requested: fds.len() as u64,
-            limit: 253,
-            limit_name: "SCM_MAX_FD (and at least one data byte)",
+            limit: SCM_MAX_FD as u64,
+            limit_name: "SCM_MAX_FD (descriptors in one message)",
         };
         return Err(Error::new(OP, "socket", cause));
     }
