@@ -340,7 +340,7 @@ impl Link for AnyLink {
                 publish(Self::word(map, *out), *seq_out);
                 Ok(())
             }
-            AnyLink::Chan { tx, .. } => tx.send(buf).map(drop).map_err(|e| err(e.into())),
+            AnyLink::Chan { tx, .. } => tx.send(buf).map_err(err),
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(link) => link.send(buf),
         }

@@ -1,4 +1,4 @@
-//! `ipcraft mmap`: the seed's memory-mapped file activity.
+//! `ipcraft mmap`: the classic memory-mapped file exercise.
 
 use std::io;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `ipcraft pipe`: the seed's pipe activity.
+//! `ipcraft pipe`: the classic pipe exercise.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -31,7 +31,7 @@ enum Command {
 pub fn run(args: Args) -> CmdResult {
     match args.command {
         Command::Echo { string } => {
-            let mut back = ipcraft::pipe::echo(string.as_bytes())?;
+            let mut back = ipcraft::command::echo(string.as_bytes())?;
             back.push(b'\n');
             write_stdout(&back)
         }

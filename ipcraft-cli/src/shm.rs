@@ -82,7 +82,7 @@ impl ValueType {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Stores VALUE in the object NAME, creating it (mode 0600) if missing and
-    /// sizing it to the value, as the seed's writer does.
+    /// sizing it to the value, as the classic writer exercise does.
     Write {
         /// Object name, `/name` or `name`.
         #[arg(value_parser = parse_name)]

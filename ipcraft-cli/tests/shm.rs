@@ -1,4 +1,4 @@
-//! POSIX shared memory between real processes: the seed's writer/reader
+//! POSIX shared memory between real processes: the classic writer/reader exercise
 //! activity against C programs in both directions, and SPEC §4's refusals.
 
 mod common;

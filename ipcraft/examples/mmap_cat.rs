@@ -1,4 +1,4 @@
-//! The seed's memory-mapping activity: print a file by mapping it.
+//! The classic memory-mapping exercise: print a file by mapping it.
 //!
 //! ```text
 //! cargo run --example mmap_cat -- FILE

@@ -1,4 +1,4 @@
-//! The seed's pipe activity: the parent sends a string to a child over one
+//! The classic pipe exercise: the parent sends a string to a child over one
 //! pipe, the child sends it back over a second pipe, and the parent prints
 //! what came back.
 //!
@@ -9,7 +9,7 @@
 //! The child is this same program started again with `--child`: its stdin
 //! and stdout are bound (by `dup2` in the child) to the pipe ends the parent
 //! created. The parent writes from one thread while it reads, so a string
-//! bigger than the pipe buffers cannot deadlock. `ipcraft::pipe::echo` does
+//! bigger than the pipe buffers cannot deadlock. `ipcraft::command::echo` does
 //! the same with `fork` in one call.
 
 use std::io::{self, Read, Write};

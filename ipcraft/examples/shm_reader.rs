@@ -1,10 +1,10 @@
-//! The seed's shared-memory reader: print the byte a writer stored.
+//! The classic shared-memory reader exercise: print the byte a writer stored.
 //!
 //! ```text
 //! cargo run --example shm_reader -- /demo
 //! ```
 //!
-//! Opens the object read-only (unlike the seed's C reader, it never resizes
+//! Opens the object read-only (unlike the classic C reader, it never resizes
 //! someone else's object) and checks that it holds at least one byte.
 
 use ipcraft::shm::Shm;

@@ -1,4 +1,4 @@
-//! The seed's shared-memory writer: store one byte in a named object.
+//! The classic shared-memory writer exercise: store one byte in a named object.
 //!
 //! ```text
 //! cargo run --example shm_writer -- /demo 100
@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The object is created 0600 if missing (another user's object is never
-//! adopted), sized to one `u8` as the seed's C writer does, and left in
+//! adopted), sized to one `u8` as the classic C writer does, and left in
 //! `/dev/shm` for the reader.
 
 use ipcraft::shm::ShmOptions;

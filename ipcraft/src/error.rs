@@ -18,7 +18,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Converts into [`io::Error`] (keeping the [`io::ErrorKind`]) so it can be
 /// returned with `?` from functions that return `io::Result`.
-#[derive(Debug)]
+///
+/// `Debug` prints the same one line as `Display`, so `fn main() ->
+/// Result<(), ipcraft::Error>` reports `Error: open fifo /tmp/x: No such
+/// file or directory`, not a struct dump; [`cause`](Self::cause) gives the
+/// structured reason.
 pub struct Error {
     op: &'static str,
     object: Option<String>,
@@ -262,6 +266,12 @@ impl Error {
     }
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.op)?;
@@ -315,6 +325,12 @@ mod tests {
         assert_eq!(e.to_string(), "open fifo /tmp/x: No such file or directory");
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn debug_is_the_one_line_message() {
+        let e = Error::new("open fifo", "/tmp/x", io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(format!("{e:?}"), "open fifo /tmp/x: No such file or directory");
     }
 
     #[test]

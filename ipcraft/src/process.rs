@@ -84,7 +84,7 @@ pub enum Fork {
 }
 
 /// `fork()`—Creates a child process that is a copy of this one, as the
-/// seed's parent/child activities do.
+/// classic parent/child exercises do.
 ///
 /// # Safety
 ///

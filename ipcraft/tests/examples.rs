@@ -1,4 +1,4 @@
-//! The example programs (the seed's activities) run as real processes.
+//! The example programs (the classic exercises) run as real processes.
 //! `cargo test` builds them next to this test binary.
 
 mod common;

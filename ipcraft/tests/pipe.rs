@@ -1,5 +1,5 @@
 //! Pipes between real processes: EOF signalling, PIPE_BUF atomicity,
-//! redirection, pipelines, popen, broken pipes, and the seed's echo.
+//! redirection, pipelines, popen, broken pipes, and the classic echo exercise.
 
 mod common;
 
@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{pass_fd, pattern, role, role_args, wait, wait_ok, TIMEOUT};
-use ipcraft::pipe::{self, PipeReader, PipeWriter, Pipeline, PIPE_BUF};
+use ipcraft::command::{self, Pipeline};
+use ipcraft::pipe::{self, PipeReader, PipeWriter, PIPE_BUF};
 use ipcraft::Cause;
 
 #[test]
@@ -46,7 +47,7 @@ fn read_exact_timeout(r: &PipeReader, n: usize) -> Vec<u8> {
     buf
 }
 
-/// The seed's signal: the parent's read returns 0 only once every child has
+/// The classic signal: the parent's read returns 0 only once every child has
 /// closed its write end, and not before.
 #[test]
 fn eof_only_after_every_writer_closed() {
@@ -262,7 +263,7 @@ fn role_redirected_printer() {
     let Some(args) = role_args() else { return };
     // SAFETY: fd 3 is the pipe's write end passed by the parent.
     let w = unsafe { OwnedFd::from_raw_fd(3) };
-    pipe::redirect_stdout(&w).unwrap();
+    command::redirect_stdout(&w).unwrap();
     drop(w);
     let mut out = io::stdout().lock();
     write!(out, "via stdout: {}", args[0]).unwrap();
@@ -356,7 +357,7 @@ fn pipeline_missing_program_names_it() {
 fn popen_read_collects_output_and_status() {
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "printf 'line one\\nline two\\n'; exit 3"]);
-    let mut child = pipe::popen_read(&mut cmd).unwrap();
+    let mut child = command::popen_read(&mut cmd).unwrap();
     let mut got = String::new();
     child.read_to_string(&mut got).unwrap();
     assert_eq!(got, "line one\nline two\n");
@@ -368,7 +369,7 @@ fn popen_write_feeds_input() {
     let (mut reader, writer) = pipe::pipe().unwrap();
     let mut cmd = Command::new("wc");
     cmd.arg("-c").stdout(writer);
-    let mut child = pipe::popen_write(&mut cmd).unwrap();
+    let mut child = command::popen_write(&mut cmd).unwrap();
     drop(cmd);
     child.write_all(&pattern(100_000, 2)).unwrap();
     assert!(child.wait().unwrap().success());
@@ -379,22 +380,22 @@ fn popen_write_feeds_input() {
 
 #[test]
 fn popen_missing_program_is_an_error() {
-    let e = pipe::popen_read(&mut Command::new("ipcraft-no-such-program")).unwrap_err();
+    let e = command::popen_read(&mut Command::new("ipcraft-no-such-program")).unwrap_err();
     assert!(e.to_string().starts_with("spawn ipcraft-no-such-program: "), "{e}");
 }
 
 #[test]
 fn echo_round_trips_small_and_empty() {
-    assert_eq!(pipe::echo(b"hello world").unwrap(), b"hello world");
-    assert_eq!(pipe::echo(b"").unwrap(), b"");
+    assert_eq!(command::echo(b"hello world").unwrap(), b"hello world");
+    assert_eq!(command::echo(b"").unwrap(), b"");
     let binary: Vec<u8> = (0..=255).collect();
-    assert_eq!(pipe::echo(&binary).unwrap(), binary);
+    assert_eq!(command::echo(&binary).unwrap(), binary);
 }
 
 #[test]
 fn echo_four_mebibytes_does_not_deadlock() {
     let data = pattern(4 << 20, 3);
-    let back = pipe::echo(&data).unwrap();
+    let back = command::echo(&data).unwrap();
     assert_eq!(back.len(), data.len());
     assert!(back == data, "content differs");
 }
@@ -404,7 +405,7 @@ fn echo_from_many_threads_at_once() {
     // Concurrent forks must not leak one exchange's pipe ends into another's
     // child (which would hold off EOF and deadlock both).
     let threads: Vec<_> = (0..6)
-        .map(|i| std::thread::spawn(move || (i, pipe::echo(&pattern(300_000, i)).unwrap())))
+        .map(|i| std::thread::spawn(move || (i, command::echo(&pattern(300_000, i)).unwrap())))
         .collect();
     for t in threads {
         let (i, back) = t.join().unwrap();

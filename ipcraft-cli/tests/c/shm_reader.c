@@ -1,4 +1,4 @@
-/* Seed-style shared memory reader: prints the uint8_t at the start.
+/* Classic-exercise-style shared memory reader: prints the uint8_t at the start.
  * usage: shm_reader /name */
 #define _XOPEN_SOURCE 500
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* Seed-style shared memory writer: stores one uint8_t in the object.
+/* Classic-exercise-style shared memory writer: stores one uint8_t in the object.
  * usage: shm_writer /name VALUE */
 #define _XOPEN_SOURCE 500
 #include <fcntl.h>

@@ -1,0 +1,397 @@
+//! The mapped channel object: its backing file, identity checks on open,
+//! each side's attachment and liveness lock, and what both ends share.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::layout::{
+    Header, Side, ABSENT, ATTACHED, CLOSED, HEADER_SIZE, MAGIC, MAX_CAPACITY, MIN_CAPACITY, RECEIVER_LOCK_BYTE,
+    SENDER_LOCK_BYTE, VERSION,
+};
+use super::ring::Ring;
+use super::wait;
+use super::SideState;
+use crate::error::{Cause, Context, Error, Result};
+use crate::mmap::{Mmap, MmapOptions};
+use crate::shm::Shm;
+use crate::sys;
+
+/// A new open file description of the same file (through `/proc/self/fd`),
+/// so that this end's liveness lock is its own even when `fd` was inherited
+/// from, or passed by, the other side.
+pub(super) fn reopen(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+    Ok(sys::retry(|| {
+        rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+    })?)
+}
+
+/// [`reopen`], keeping `fd` itself where `/proc` is not available.
+pub(super) fn own_description(fd: OwnedFd) -> Result<OwnedFd> {
+    Ok(reopen(&fd).unwrap_or(fd))
+}
+
+/// The memory behind a channel.
+pub(super) enum Backing {
+    Named(Shm),
+    Anonymous(OwnedFd),
+}
+
+impl Backing {
+    pub(super) fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Backing::Named(shm) => shm.as_fd(),
+            Backing::Anonymous(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// A mapped, validated channel object.
+pub(super) struct Mapped {
+    pub(super) backing: Backing,
+    /// Keeps the mapping alive; `header` and `ring` point into it.
+    _map: Mmap,
+    header: NonNull<Header>,
+    pub(super) ring: Ring,
+    pub(super) label: String,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics and the
+// ring's copy routines; moving the handle to another thread is fine.
+unsafe impl Send for Mapped {}
+
+impl Mapped {
+    pub(super) fn header(&self) -> &Header {
+        // SAFETY: the header lies at offset 0 of a mapping at least
+        // HEADER_SIZE bytes long that lives as long as `self`; all its
+        // fields are atomics, so concurrent writes by other processes are fine.
+        unsafe { self.header.as_ref() }
+    }
+
+    pub(super) fn map(backing: &Backing, len: u64, label: &str) -> Result<(Mmap, NonNull<Header>)> {
+        let len = usize::try_from(len).map_err(|_| {
+            Error::new(
+                "open channel",
+                label,
+                Cause::Corrupted(format!("object of {len} bytes cannot be mapped")),
+            )
+        })?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_shared(backing.fd())
+            .map_err(|e| e.relabel("map channel", label))?;
+        let header = NonNull::new(map.as_mut_ptr().cast::<Header>())
+            .ok_or_else(|| Error::new("map channel", label, Cause::Corrupted("null mapping".into())))?;
+        Ok((map, header))
+    }
+
+    /// Writes the identity of a freshly sized object, magic last.
+    pub(super) fn initialise(backing: Backing, capacity: u64, label: String) -> Result<Self> {
+        let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
+        // SAFETY: the ring is the `capacity` bytes after the header page of
+        // a mapping of HEADER_SIZE + capacity bytes; page aligned.
+        let ring = unsafe {
+            Ring::new(
+                NonNull::new_unchecked(map.as_mut_ptr().add(HEADER_SIZE as usize)),
+                capacity,
+            )
+        };
+        let mapped = Self {
+            backing,
+            _map: map,
+            header,
+            ring,
+            label,
+        };
+        let id = &mapped.header().identity.0;
+        id.version.store(VERSION, Ordering::Relaxed);
+        id.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
+        id.capacity.store(capacity, Ordering::Relaxed);
+        // Published last: an opener that sees the magic sees everything above.
+        id.magic.store(MAGIC, Ordering::Release);
+        Ok(mapped)
+    }
+
+    /// Maps an existing object and checks its identity, waiting up to
+    /// `timeout` for a creator that has not finished.
+    pub(super) fn open(backing: Backing, label: String, timeout: Duration) -> Result<Self> {
+        const OP: &str = "open channel";
+        let corrupted = |why: String| Error::new(OP, &label, Cause::Corrupted(why));
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(100);
+        let mut wait_or = |why: String| -> Result<()> {
+            if Instant::now() >= deadline {
+                return Err(corrupted(why));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+            Ok(())
+        };
+        let size = loop {
+            let stat = sys::retry(|| rustix::fs::fstat(backing.fd())).context(OP, &label)?;
+            let size = stat.st_size as u64;
+            match size {
+                // The creator has not sized it yet.
+                0 => wait_or(format!("the object is still empty after {timeout:?}"))?,
+                s if s < HEADER_SIZE => {
+                    return Err(corrupted(format!(
+                        "the object is {s} bytes, smaller than a channel header"
+                    )))
+                }
+                s => break s,
+            }
+        };
+        let (map, header) = Self::map(&backing, HEADER_SIZE, &label)?;
+        // SAFETY: the header page is mapped and the fields are atomics.
+        let id = unsafe { &header.as_ref().identity.0 };
+        loop {
+            match id.magic.load(Ordering::Acquire) {
+                MAGIC => break,
+                0 => wait_or(format!("the creator did not finish setting it up within {timeout:?}"))?,
+                other => return Err(corrupted(format!("bad magic {other:#018x}"))),
+            }
+        }
+        let version = id.version.load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(corrupted(format!(
+                "layout version {version}; this ipcraft reads version {VERSION}"
+            )));
+        }
+        let header_size = id.header_size.load(Ordering::Relaxed);
+        if u64::from(header_size) != HEADER_SIZE {
+            return Err(corrupted(format!("header size {header_size}, expected {HEADER_SIZE}")));
+        }
+        // Read once into private memory; never read from the object again.
+        let capacity = id.capacity.load(Ordering::Relaxed);
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(corrupted(format!("impossible capacity {capacity}")));
+        }
+        if HEADER_SIZE + capacity > size {
+            return Err(corrupted(format!(
+                "capacity {capacity} does not fit in the object ({size} bytes)"
+            )));
+        }
+        drop(map);
+        let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
+        // SAFETY: as in `initialise`: the mapping covers header and ring.
+        let ring = unsafe {
+            Ring::new(
+                NonNull::new_unchecked(map.as_mut_ptr().add(HEADER_SIZE as usize)),
+                capacity,
+            )
+        };
+        Ok(Self {
+            backing,
+            _map: map,
+            header,
+            ring,
+            label,
+        })
+    }
+
+    pub(super) fn side_state(&self, side: &Side, lock_byte: i64) -> Result<SideState> {
+        let pid = side.pid.load(Ordering::Relaxed);
+        Ok(match side.state.load(Ordering::Acquire) {
+            ABSENT => SideState::Absent,
+            CLOSED => SideState::Closed,
+            _ => {
+                let alive =
+                    sys::ofd_locked_by_other(self.backing.fd(), lock_byte).context("stat channel", &self.label)?;
+                if alive {
+                    SideState::Alive(pid)
+                } else {
+                    SideState::Dead(pid)
+                }
+            }
+        })
+    }
+
+    /// Takes this side's lock, says whether it uses the light fence, and
+    /// marks it attached (in that order: a peer that sees it attached sees
+    /// its fence kind).
+    pub(super) fn attach(&self, side: &Side, lock_byte: i64, name: &'static str, light: bool) -> Result<u32> {
+        const OP: &str = "attach to channel";
+        let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        if let Err(e) = sys::ofd_lock(self.backing.fd(), lock_byte) {
+            if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
+                let holder = side.pid.load(Ordering::Relaxed);
+                return Err(Error::new(
+                    OP,
+                    &self.label,
+                    Cause::InUse {
+                        side: name,
+                        pid: holder,
+                    },
+                ));
+            }
+            return Err(Error::new(OP, &self.label, e));
+        }
+        if side.state.load(Ordering::Acquire) == ABSENT {
+            side.light.store(u32::from(light), Ordering::Release);
+        }
+        match side
+            .state
+            .compare_exchange(ABSENT, ATTACHED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                side.pid.store(pid, Ordering::Release);
+                Ok(pid)
+            }
+            Err(CLOSED) => Err(Error::new(OP, &self.label, Cause::Closed { side: name })),
+            Err(_) => {
+                let old = side.pid.load(Ordering::Relaxed);
+                Err(Error::new(OP, &self.label, Cause::PeerDied { side: name, pid: old }))
+            }
+        }
+    }
+
+    /// Fails with [`Cause::PeerDied`] if `side` is attached but its lock is free.
+    pub(super) fn check_alive(&self, side: &Side, lock_byte: i64, name: &'static str, op: &'static str) -> Result<()> {
+        if let SideState::Dead(pid) = self.side_state(side, lock_byte)? {
+            return Err(Error::new(op, &self.label, Cause::PeerDied { side: name, pid }));
+        }
+        Ok(())
+    }
+
+    pub(super) fn keep(&mut self) {
+        if let Backing::Named(shm) = &mut self.backing {
+            shm.keep();
+        }
+    }
+}
+
+/// What both ends share about attaching: made from a mapped object, each
+/// attaches on first use (so the copy a forked process drops unused never
+/// counts), checking the positions it starts from before it does.
+pub(super) trait Endpoint: Sized {
+    /// An end that attaches on first use; its positions are read (and
+    /// checked) then.
+    fn unattached(mapped: Mapped, spin: Duration) -> Self;
+
+    /// Attaches now, unless this end already has.
+    fn ensure_attached(&mut self) -> Result<()>;
+
+    /// An end attached now.
+    fn attached(mapped: Mapped, spin: Duration) -> Result<Self> {
+        let mut end = Self::unattached(mapped, spin);
+        end.ensure_attached()?;
+        Ok(end)
+    }
+}
+
+/// Which end of a channel a handle is.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum End {
+    Sender,
+    Receiver,
+}
+
+impl End {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            End::Sender => "sender",
+            End::Receiver => "receiver",
+        }
+    }
+
+    pub(super) fn lock_byte(self) -> i64 {
+        match self {
+            End::Sender => SENDER_LOCK_BYTE,
+            End::Receiver => RECEIVER_LOCK_BYTE,
+        }
+    }
+
+    pub(super) fn side(self, h: &Header) -> &Side {
+        match self {
+            End::Sender => &h.sender.0,
+            End::Receiver => &h.receiver.0,
+        }
+    }
+}
+
+/// An end's attachment to its channel, made on first use, so the copy of
+/// an end that a forked process drops unused never counts as that end.
+#[derive(Debug)]
+pub(super) struct Attachment {
+    end: End,
+    /// How long this end spins before sleeping.
+    pub(super) spin: Duration,
+    /// The process that attached, or 0 before first use.
+    pid: u32,
+    /// Whether this process may use the light barrier (see `wait`).
+    pub(super) light: bool,
+}
+
+impl Attachment {
+    pub(super) fn new(end: End, spin: Duration) -> Self {
+        Self {
+            end,
+            spin,
+            pid: 0,
+            light: false,
+        }
+    }
+
+    /// Whether this end has attached (in some process).
+    pub(super) fn is_attached(&self) -> bool {
+        self.pid != 0
+    }
+
+    /// Attaches this end: takes its liveness lock and marks it attached.
+    pub(super) fn attach(&mut self, mapped: &Mapped) -> Result<()> {
+        self.light = wait::register_fast_path(self.spin);
+        let side = self.end.side(mapped.header());
+        self.pid = mapped.attach(side, self.end.lock_byte(), self.end.name(), self.light)?;
+        Ok(())
+    }
+
+    /// Whether this end is attached and this process is the one that did.
+    pub(super) fn is_mine(&self) -> bool {
+        self.pid != 0 && rustix::process::getpid().as_raw_nonzero().get() as u32 == self.pid
+    }
+}
+
+/// How long an operation may wait.
+#[derive(Clone, Copy)]
+pub(super) enum Wait {
+    No,
+    Until(Instant),
+    Forever,
+}
+
+impl Wait {
+    pub(super) fn timeout(timeout: Duration) -> Self {
+        sys::deadline(Some(timeout)).map_or(Wait::Forever, Wait::Until)
+    }
+
+    pub(super) fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Until(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the peer's fast path needs this side's membarrier before it
+/// sleeps. A peer that has not attached yet may still attach as light.
+pub(super) fn peer_is_light(peer: &Side) -> bool {
+    peer.state.load(Ordering::Acquire) != ATTACHED || peer.light.load(Ordering::Acquire) != 0
+}
+
+/// The low 32 bits of a little-endian `AtomicU64` in shared memory, as the
+/// futex word a waiter sleeps on.
+pub(super) fn low_half(word: &std::sync::atomic::AtomicU64) -> &AtomicU32 {
+    // SAFETY: an AtomicU64 is 8-aligned, so its first 4 bytes are a valid,
+    // aligned AtomicU32 (the low half on little-endian Linux targets); the
+    // futex system call only needs its address and reads it atomically.
+    unsafe { &*(word as *const std::sync::atomic::AtomicU64 as *const AtomicU32) }
+}
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("the channel's futex words assume a little-endian target");

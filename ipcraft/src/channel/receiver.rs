@@ -1,0 +1,310 @@
+//! The receiving end: [`Receiver`] and zero-copy [`RecvView`]s.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::layout::{CLOSED, SENDER_LOCK_BYTE};
+use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
+use super::ring::{self, Peek};
+use super::wait::{self, Stop, Waiter};
+use super::ChannelOptions;
+use crate::error::{Cause, Context, Error, Result};
+use crate::sys;
+
+const RECV_OP: &str = "receive from channel";
+
+/// The receiving end.
+pub struct Receiver {
+    mapped: Mapped,
+    /// Private read position (the shared one is only published).
+    head: u64,
+    att: Attachment,
+}
+
+impl Receiver {
+    /// Creates the named channel and attaches as its receiver.
+    pub fn create(name: impl AsRef<OsStr>, capacity: u64) -> Result<Self> {
+        ChannelOptions::new().capacity(capacity).create_receiver(name)
+    }
+
+    /// Opens an existing named channel as its receiver.
+    pub fn open(name: impl AsRef<OsStr>) -> Result<Self> {
+        ChannelOptions::new().open_receiver(name)
+    }
+
+    /// Leaves a channel this receiver created in `/dev/shm` when it drops.
+    pub fn keep(&mut self) {
+        self.mapped.keep();
+    }
+
+    /// Ring size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.mapped.ring.capacity()
+    }
+
+    fn err(&self, cause: impl Into<Cause>) -> Error {
+        Error::new(RECV_OP, &self.mapped.label, cause)
+    }
+
+    /// Finds the next frame: `Some((ring index, len))`, or `None` at end of
+    /// stream.
+    fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+        self.ensure_attached()?;
+        let ring = self.mapped.ring;
+        let mut waiter = Waiter::new(self.att.spin, wait.deadline());
+        loop {
+            ring.prefetch_after(self.head);
+            match ring.peek(self.head).map_err(|c| self.err(Cause::Corrupted(c.0)))? {
+                Peek::Frame { at, len } => return Ok(Some((at, len))),
+                Peek::Pad(skip) => {
+                    self.advance(skip);
+                    continue;
+                }
+                Peek::Closed => return Ok(None),
+                Peek::Empty => {}
+            }
+            if let Wait::No = wait {
+                return Err(self.err(Cause::Empty));
+            }
+            let h = self.mapped.header();
+            let word = ring.stamp_word(self.head);
+            let ready = || word.load(Ordering::SeqCst) != 0;
+            let liveness = || {
+                self.mapped
+                    .check_alive(&h.sender.0, SENDER_LOCK_BYTE, "sender", RECV_OP)
+            };
+            let peer_light = peer_is_light(&h.sender.0);
+            match waiter.pause(&h.receiver.0.sleeping, peer_light, word, 0, ready, liveness) {
+                Ok(()) => {}
+                Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
+                Err(Stop::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves past `bytes` and tells a sender waiting for room.
+    fn advance(&mut self, bytes: u64) {
+        self.head = self.head.wrapping_add(bytes);
+        let h = self.mapped.header();
+        h.head.0.store(self.head, Ordering::Release);
+        wait::light_fence(self.att.light);
+        if h.sender.0.sleeping.load(Ordering::Relaxed) != 0 {
+            wait::wake(low_half(&h.head.0));
+        }
+    }
+
+    fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<usize>> {
+        let Some((at, len)) = self.next_frame(wait)? else {
+            return Ok(None);
+        };
+        let len = len as usize;
+        if buf.len() < len {
+            return Err(self.err(Cause::BufferTooSmall {
+                len: buf.len(),
+                need: len,
+                limit_name: "the message",
+            }));
+        }
+        // SAFETY: peek checked that `len` bytes at ring index `at` lie in the ring.
+        unsafe { ring::copy_from_shared(&mut buf[..len], self.mapped.ring.at(at)) };
+        self.advance(ring::frame_size(len as u64));
+        Ok(Some(len))
+    }
+
+    /// Receives the next message into `buf`, waiting while the ring is
+    /// empty. Returns its length, or `None` once the sender has closed and
+    /// everything it sent has been received.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::BufferTooSmall`] (the message stays for the next call),
+    /// [`Cause::PeerDied`], [`Cause::Corrupted`].
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.recv_with(buf, Wait::Forever)
+    }
+
+    /// Receives a message if one is waiting; [`Cause::Empty`] otherwise.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.recv_with(buf, Wait::No)
+    }
+
+    /// Receives a message, waiting at most `timeout` ([`Cause::TimedOut`]).
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>> {
+        self.recv_with(buf, Wait::timeout(timeout))
+    }
+
+    /// Receives a plain-old-data value sent with [`Sender::send_pod`].
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::Corrupted`] naming both sizes if the message is not exactly
+    /// `size_of::<T>()` bytes (it is consumed).
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<Option<T>> {
+        let Some(view) = self.recv_view()? else { return Ok(None) };
+        view.read_pod::<T>().map(Some)
+    }
+
+    /// Lends the next message in place (zero-copy); the space is released
+    /// when the view drops. `None` at end of stream.
+    pub fn recv_view(&mut self) -> Result<Option<RecvView<'_>>> {
+        self.view_with(Wait::Forever)
+    }
+
+    /// [`recv_view`](Self::recv_view) without waiting ([`Cause::Empty`]).
+    pub fn try_recv_view(&mut self) -> Result<Option<RecvView<'_>>> {
+        self.view_with(Wait::No)
+    }
+
+    /// [`recv_view`](Self::recv_view) waiting at most `timeout`.
+    pub fn recv_view_timeout(&mut self, timeout: Duration) -> Result<Option<RecvView<'_>>> {
+        self.view_with(Wait::timeout(timeout))
+    }
+
+    fn view_with(&mut self, wait: Wait) -> Result<Option<RecvView<'_>>> {
+        Ok(self.next_frame(wait)?.map(|(at, len)| RecvView {
+            rx: self,
+            at,
+            len: len as usize,
+        }))
+    }
+}
+
+impl Endpoint for Receiver {
+    /// A receiver that attaches on first use; its position is read (and
+    /// checked) then.
+    fn unattached(mapped: Mapped, spin: Duration) -> Self {
+        Self {
+            mapped,
+            head: 0,
+            att: Attachment::new(End::Receiver, spin),
+        }
+    }
+
+    fn ensure_attached(&mut self) -> Result<()> {
+        if self.att.is_attached() {
+            return Ok(());
+        }
+        let head = self.mapped.header().head.0.load(Ordering::Acquire);
+        if head % ring::FRAME_ALIGN != 0 {
+            return Err(self.err(Cause::Corrupted(format!("read position {head} is not aligned"))));
+        }
+        self.att.attach(&self.mapped)?;
+        self.head = head;
+        Ok(())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if self.att.is_mine() {
+            let h = self.mapped.header();
+            h.receiver.0.state.store(CLOSED, Ordering::SeqCst);
+            wait::wake(low_half(&h.head.0));
+        }
+    }
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("channel", &self.mapped.label)
+            .field("capacity", &self.capacity())
+            .field("position", &self.head)
+            .finish()
+    }
+}
+
+/// A received message lent in place by [`Receiver::recv_view`]; its space
+/// goes back to the sender when the view drops.
+pub struct RecvView<'a> {
+    rx: &'a mut Receiver,
+    at: u64,
+    len: usize,
+}
+
+impl RecvView<'_> {
+    /// Message length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn ptr(&self) -> *const u8 {
+        self.rx.mapped.ring.at(self.at)
+    }
+
+    /// Copies `dst.len()` bytes of the message starting at `offset`.
+    pub fn copy_to(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        match offset.checked_add(dst.len()) {
+            Some(end) if end <= self.len => {
+                // SAFETY: the range is within the frame, which peek checked
+                // lies in the ring.
+                unsafe { ring::copy_from_shared(dst, self.ptr().add(offset)) };
+                Ok(())
+            }
+            _ => Err(self.rx.err(Cause::OverLimit {
+                requested: (offset as u64).saturating_add(dst.len() as u64),
+                limit: self.len as u64,
+                limit_name: "the message",
+            })),
+        }
+    }
+
+    /// The message as a plain-old-data value; it must be exactly
+    /// `size_of::<T>()` bytes.
+    pub fn read_pod<T: bytemuck::Pod>(&self) -> Result<T> {
+        let want = std::mem::size_of::<T>();
+        if self.len != want {
+            return Err(self.rx.err(Cause::Corrupted(format!(
+                "message is {} bytes; a {} is {want}",
+                self.len,
+                std::any::type_name::<T>()
+            ))));
+        }
+        let mut value = T::zeroed();
+        self.copy_to(0, bytemuck::bytes_of_mut(&mut value))?;
+        Ok(value)
+    }
+
+    /// Copies the message into a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len];
+        // SAFETY: as in copy_to, for the whole frame.
+        unsafe { ring::copy_from_shared(&mut v, self.ptr()) };
+        v
+    }
+
+    /// Writes the message to `out` straight from shared memory with
+    /// `write(2)` (no copy in this process), retrying short writes.
+    pub fn write_to(&self, out: impl AsFd) -> Result<()> {
+        // SAFETY: the frame lies in the ring (checked by peek); the kernel reads it.
+        unsafe { sys::write_all_raw(out.as_fd(), self.ptr(), self.len) }.context("write out", "channel message")
+    }
+
+    /// The message as a slice, without copying.
+    ///
+    /// # Safety
+    ///
+    /// The sending process must not write into this frame while the slice
+    /// lives. An honest sender never does (it does not reuse the space
+    /// until the view drops); a hostile one could change the bytes under
+    /// you, which is a data race.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the frame lies in the ring (checked by peek); the caller
+        // vouches for the other process.
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.len) }
+    }
+}
+
+impl Drop for RecvView<'_> {
+    fn drop(&mut self) {
+        self.rx.advance(ring::frame_size(self.len as u64));
+    }
+}

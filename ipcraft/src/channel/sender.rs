@@ -1,0 +1,422 @@
+//! The sending end: [`Sender`], zero-copy [`SendSlot`]s, and
+//! [`SendError`].
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::layout::{CLOSED, RECEIVER_LOCK_BYTE};
+use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
+use super::ring::{self, Room};
+use super::wait::{self, Stop, Waiter};
+use super::ChannelOptions;
+use crate::error::{Cause, Context, Error, Result};
+use crate::sys;
+
+const SEND_OP: &str = "send to channel";
+
+/// An error from a send of an owned message ([`Sender::send_pod`]), with
+/// the message that was not sent. Byte-slice sends return a plain
+/// [`Error`]: the caller still has the slice.
+///
+/// It holds only owned values, so `?` turns it into a `Box<dyn Error>` or
+/// an [`Error`].
+pub struct SendError<T> {
+    message: T,
+    error: Error,
+}
+
+impl<T> SendError<T> {
+    /// The message, unsent.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// What went wrong.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// Why it went wrong (`Full`, `TimedOut`, `Closed`, `PeerDied`,
+    /// `TooLarge`, `Corrupted`, ...).
+    pub fn cause(&self) -> &Cause {
+        self.error.cause()
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<SendError<T>> for Error {
+    fn from(e: SendError<T>) -> Self {
+        e.error
+    }
+}
+
+/// The sending end.
+pub struct Sender {
+    mapped: Mapped,
+    /// Private write position (the shared one is only published).
+    tail: u64,
+    /// Last consumer position accepted (validated, monotonic).
+    head: u64,
+    att: Attachment,
+    closed: bool,
+}
+
+impl Sender {
+    /// Creates the named channel (exclusive, mode 0600, `capacity` bytes
+    /// rounded up to a power of two) and attaches as its sender.
+    pub fn create(name: impl AsRef<OsStr>, capacity: u64) -> Result<Self> {
+        ChannelOptions::new().capacity(capacity).create_sender(name)
+    }
+
+    /// Opens an existing named channel as its sender.
+    pub fn open(name: impl AsRef<OsStr>) -> Result<Self> {
+        ChannelOptions::new().open_sender(name)
+    }
+
+    /// Leaves a channel this sender created in `/dev/shm` when it drops.
+    pub fn keep(&mut self) {
+        self.mapped.keep();
+    }
+
+    /// The largest message this channel carries.
+    pub fn max_message_len(&self) -> usize {
+        self.mapped.ring.max_len() as usize
+    }
+
+    /// Ring size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.mapped.ring.capacity()
+    }
+
+    fn err(&self, cause: impl Into<Cause>) -> Error {
+        Error::new(SEND_OP, &self.mapped.label, cause)
+    }
+
+    /// Makes room for a frame of `len` bytes at `self.tail`.
+    fn make_room(&mut self, len: usize, wait: Wait) -> Result<()> {
+        if len as u64 > self.mapped.ring.max_len() {
+            return Err(self.err(Cause::TooLarge {
+                len,
+                limit: self.max_message_len(),
+                limit_name: "the channel's largest message",
+            }));
+        }
+        if self.closed {
+            return Err(self.err(Cause::Closed { side: "sender" }));
+        }
+        self.ensure_attached()?;
+        let ring = self.mapped.ring;
+        let mut waiter = Waiter::new(self.att.spin, wait.deadline());
+        loop {
+            let h = self.mapped.header();
+            if h.receiver.0.state.load(Ordering::Relaxed) == CLOSED {
+                return Err(self.err(Cause::Closed { side: "receiver" }));
+            }
+            match ring.room(self.tail, self.head, len as u64) {
+                Room::Fits => return Ok(()),
+                Room::Pad(size) => {
+                    let at = self.tail;
+                    self.tail = ring.publish_pad(self.tail, size);
+                    h.tail.0.store(self.tail, Ordering::Release);
+                    wait::light_fence(self.att.light);
+                    if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
+                        wait::wake(ring.stamp_word(at));
+                    }
+                    continue;
+                }
+                Room::Full => {}
+            }
+            // Out of room by our cached view: load the consumer's position.
+            let head = h.head.0.load(Ordering::Acquire);
+            ring.check_head(head, self.head, self.tail)
+                .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
+            if head != self.head {
+                self.head = head;
+                continue;
+            }
+            if let Wait::No = wait {
+                return Err(self.err(Cause::Full));
+            }
+            let seen = head as u32;
+            let word = low_half(&h.head.0);
+            let ready =
+                || h.head.0.load(Ordering::SeqCst) != head || h.receiver.0.state.load(Ordering::SeqCst) == CLOSED;
+            let liveness = || {
+                self.mapped
+                    .check_alive(&h.receiver.0, RECEIVER_LOCK_BYTE, "receiver", SEND_OP)
+            };
+            let peer_light = peer_is_light(&h.receiver.0);
+            match waiter.pause(&h.sender.0.sleeping, peer_light, word, seen, ready, liveness) {
+                Ok(()) => {}
+                Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
+                Err(Stop::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Publishes the frame of `len` bytes written at the current position.
+    fn publish(&mut self, len: usize) {
+        let ring = self.mapped.ring;
+        let at = self.tail;
+        self.tail = ring.publish(at, len as u64);
+        let h = self.mapped.header();
+        h.tail.0.store(self.tail, Ordering::Release);
+        wait::light_fence(self.att.light);
+        if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
+            wait::wake(ring.stamp_word(at));
+        }
+    }
+
+    fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
+        self.make_room(msg.len(), wait)?;
+        let ring = self.mapped.ring;
+        // SAFETY: make_room guaranteed `msg.len()` bytes of free ring at the
+        // payload index of the current position.
+        unsafe { ring::copy_to_shared(ring.at(ring.payload_index(self.tail)), msg) };
+        self.publish(msg.len());
+        Ok(())
+    }
+
+    /// Sends `msg`, waiting while the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::TooLarge`] (nothing sent), [`Cause::Closed`] when the
+    /// receiver has closed, [`Cause::PeerDied`], [`Cause::Corrupted`].
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_with(msg, Wait::Forever)
+    }
+
+    /// Sends `msg` if there is room now; [`Cause::Full`] otherwise.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_with(msg, Wait::No)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room ([`Cause::TimedOut`]).
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with(msg, Wait::timeout(timeout))
+    }
+
+    /// Sends a plain-old-data value as one message of `size_of::<T>()`
+    /// bytes; on failure the value comes back in the [`SendError`].
+    ///
+    /// A struct needs `#[repr(C)]` and no hidden padding to be [`Pod`]:
+    /// make any padding an explicit field, as the [crate docs](crate#typed-messages) show.
+    ///
+    /// [`Pod`]: crate::Pod
+    pub fn send_pod<T: bytemuck::Pod>(&mut self, value: T) -> std::result::Result<(), SendError<T>> {
+        self.send_with(bytemuck::bytes_of(&value), Wait::Forever)
+            .map_err(|error| SendError { message: value, error })
+    }
+
+    /// Reserves `len` bytes in the ring (waiting for room) to be filled in
+    /// place and [committed](SendSlot::commit). Dropping the slot sends
+    /// nothing.
+    pub fn reserve(&mut self, len: usize) -> Result<SendSlot<'_>> {
+        self.make_room(len, Wait::Forever)?;
+        Ok(SendSlot { tx: self, len })
+    }
+
+    /// Reserves `len` bytes if there is room now; [`Cause::Full`] otherwise.
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_>> {
+        self.make_room(len, Wait::No)?;
+        Ok(SendSlot { tx: self, len })
+    }
+
+    /// Reserves `len` bytes, waiting at most `timeout`.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendSlot<'_>> {
+        self.make_room(len, Wait::timeout(timeout))?;
+        Ok(SendSlot { tx: self, len })
+    }
+
+    /// Ends the stream: the receiver gets what was sent, then `Ok(None)`.
+    /// Dropping the sender does the same.
+    pub fn close(mut self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<()> {
+        let was_closed = std::mem::replace(&mut self.closed, true);
+        // After fork, only the process that attached may close.
+        if was_closed || !self.att.is_mine() {
+            return Ok(());
+        }
+        let h = self.mapped.header();
+        h.sender.0.state.store(CLOSED, Ordering::SeqCst);
+        // The receiver polls the header word at our position: mark it too,
+        // so a receiver about to sleep there sees the end at once.
+        self.mapped.ring.publish_close(self.tail);
+        wait::wake(self.mapped.ring.stamp_word(self.tail));
+        Ok(())
+    }
+}
+
+impl Endpoint for Sender {
+    /// A sender that attaches on first use; its positions are read (and
+    /// checked) then.
+    fn unattached(mapped: Mapped, spin: Duration) -> Self {
+        Self {
+            mapped,
+            tail: 0,
+            head: 0,
+            att: Attachment::new(End::Sender, spin),
+            closed: false,
+        }
+    }
+
+    fn ensure_attached(&mut self) -> Result<()> {
+        if self.att.is_attached() {
+            return Ok(());
+        }
+        // Start from wherever the shared positions are (0 for a new
+        // channel), checked before attaching: a handle that failed to attach
+        // never writes at a position it did not check.
+        let h = self.mapped.header();
+        let tail = h.tail.0.load(Ordering::Acquire);
+        let head = h.head.0.load(Ordering::Acquire);
+        if tail % ring::FRAME_ALIGN != 0 {
+            return Err(self.err(Cause::Corrupted(format!("write position {tail} is not aligned"))));
+        }
+        self.mapped
+            .ring
+            .check_head(head, head, tail)
+            .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
+        self.att.attach(&self.mapped)?;
+        (self.tail, self.head) = (tail, head);
+        Ok(())
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // Errors cannot be reported from drop; `close` reports them.
+        let _ = self.close_inner();
+    }
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("channel", &self.mapped.label)
+            .field("capacity", &self.capacity())
+            .field("position", &self.tail)
+            .finish()
+    }
+}
+
+/// Space reserved in the ring by [`Sender::reserve`]: fill it, then
+/// [`commit`](Self::commit). Dropped without commit, nothing is sent.
+pub struct SendSlot<'a> {
+    tx: &'a mut Sender,
+    len: usize,
+}
+
+impl SendSlot<'_> {
+    /// Bytes reserved.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether zero bytes were reserved.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Address of the reserved bytes in shared memory. Writing through it
+    /// is `unsafe`; [`write_at`](Self::write_at) is the safe way.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        let ring = self.tx.mapped.ring;
+        ring.at(ring.payload_index(self.tx.tail))
+    }
+
+    /// Copies `data` into the slot at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::OverLimit`] if it does not fit in the slot.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        match offset.checked_add(data.len()) {
+            Some(end) if end <= self.len => {
+                // SAFETY: offset + len is within the reserved slot, which is
+                // free ring space owned by this sender until commit.
+                unsafe { ring::copy_to_shared(self.as_mut_ptr().add(offset), data) };
+                Ok(())
+            }
+            _ => Err(self.tx.err(Cause::OverLimit {
+                requested: (offset as u64).saturating_add(data.len() as u64),
+                limit: self.len as u64,
+                limit_name: "the reserved slot",
+            })),
+        }
+    }
+
+    /// Stores a plain-old-data value in the slot at `offset`.
+    pub fn write_pod<T: bytemuck::Pod>(&mut self, offset: usize, value: &T) -> Result<()> {
+        self.write_at(offset, bytemuck::bytes_of(value))
+    }
+
+    /// The slot as a mutable slice.
+    ///
+    /// # Safety
+    ///
+    /// The receiving process must not write into the ring (an honest
+    /// receiver never does): the slice is exclusive only in this process.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the slot is free ring space reserved by this sender; the
+        // caller vouches for the other process.
+        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr(), self.len) }
+    }
+
+    /// Reads up to `len` bytes from `fd` straight into the slot (one
+    /// `read(2)`); returns the count, 0 at end of file.
+    pub fn read_from(&mut self, fd: impl AsFd) -> Result<usize> {
+        let (ptr, len) = (self.as_mut_ptr(), self.len);
+        // SAFETY: the slot's `len` bytes are writable ring space owned by
+        // this sender; the kernel writes them.
+        unsafe { sys::read_raw(fd.as_fd(), ptr, len) }.context("read into", "channel slot")
+    }
+
+    /// Sends the whole slot.
+    pub fn commit(self) {
+        self.tx.publish(self.len);
+    }
+
+    /// Sends the first `len` bytes of the slot.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::OverLimit`] if `len` is more than was reserved (nothing is sent).
+    pub fn commit_len(self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(self.tx.err(Cause::OverLimit {
+                requested: len as u64,
+                limit: self.len as u64,
+                limit_name: "the reserved slot",
+            }));
+        }
+        self.tx.publish(len);
+        Ok(())
+    }
+}
