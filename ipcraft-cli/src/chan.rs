@@ -27,7 +27,7 @@ enum Command {
         name: Name,
         /// Ring size: bytes, or with a K, M or G suffix (KiB, MiB, GiB);
         /// rounded up to a power of two from 4K to 1G.
-        #[arg(long, default_value = "1M", value_parser = parse_size)]
+        #[arg(long, default_value = "1M", value_parser = parse_capacity)]
         capacity: u64,
     },
     /// Streams stdin into the channel; end of input closes the stream.
@@ -59,6 +59,14 @@ enum Command {
 
 /// Bytes read from stdin per message.
 const CHUNK: usize = 64 * 1024;
+
+/// A ring size: [`parse_size`], and not zero.
+fn parse_capacity(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("the capacity must be at least 1 byte".to_owned()),
+        n => Ok(n),
+    }
+}
 
 pub fn run(args: Args) -> CmdResult {
     match args.command {

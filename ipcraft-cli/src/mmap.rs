@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use ipcraft::mmap::MmapOptions;
+use ipcraft::mmap;
 use ipcraft::Error;
 
 use crate::{CmdResult, Failure};
@@ -22,7 +22,11 @@ enum Command {
     /// Prints each FILE by mapping it and writing the mapping to stdout.
     ///
     /// An empty file prints nothing. A file that shrinks while it is being
-    /// printed is an error, not a crash.
+    /// printed is an error, not a crash. A file that cannot be mapped but
+    /// reads in order (a /proc or /sys file, a pipe such as /dev/stdin) is
+    /// read with read(2), as cat does; a named FIFO, a device, a socket or
+    /// a directory is refused with an error. A bad FILE is reported and
+    /// the rest are still printed; the exit status is then 1.
     Cat {
         /// Files to print, in order.
         #[arg(required = true)]
@@ -51,11 +55,15 @@ pub fn run(args: Args) -> CmdResult {
 }
 
 fn cat_one(path: &PathBuf) -> CmdResult {
+    use rustix::fs::{Mode, OFlags};
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| Error::new("open", &shown, e))?;
-    let map = MmapOptions::new().map(&file).map_err(|e| e.relabel("map", &shown))?;
-    match map.write_to(io::stdout(), 0, map.len()) {
-        Ok(()) => Ok(()),
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (copy_file
+    // refuses a named FIFO and reads a pipe blocking).
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let file = rustix::io::retry_on_intr(|| rustix::fs::open(path, flags, Mode::empty()))
+        .map_err(|e| Error::new("open", &shown, e))?;
+    match mmap::copy_file(&file, io::stdout()) {
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Failure::StdoutClosed),
         Err(e) => Err(e.relabel("print", &shown).into()),
     }

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{assert_fails, ipcraft, pattern, run, wait_ok, TempDir, TIMEOUT};
+use common::{assert_fails, assert_ok, ipcraft, pattern, run, wait_ok, TempDir, TIMEOUT};
 use ipcraft::fifo::{self, FifoOptions};
 use ipcraft::Cause;
 
@@ -372,4 +372,30 @@ fn cli_recv_into_closed_stdout_ends_quietly() {
     wait_ok(&mut pipeline);
     assert_eq!(stdout, &chunk[..5]);
     assert_eq!(stderr, "", "a closed stdout ends quietly");
+}
+
+/// A FIFO another user made in a shared directory is refused, naming the
+/// owner, unless the caller allows it (it was used without a word before).
+#[test]
+fn another_users_fifo_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut nobody) = common::as_nobody("/usr/bin/mkfifo".as_ref()) else {
+        eprintln!("skipped: making a FIFO owned by another user needs root");
+        return;
+    };
+    let dir = TempDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = dir.join("theirs");
+    assert_ok(&run(nobody.args(["-m", "666"]).arg(&path), b""));
+    for args in [["fifo", "send"], ["fifo", "recv"]] {
+        let out = run(ipcraft().args(args).arg(&path).args(["--timeout", "1"]), b"x");
+        assert_fails(&out, 1, "owned by uid 65534");
+    }
+    let e = FifoOptions::new().nonblocking(true).open_read(&path).unwrap_err();
+    assert!(matches!(e.cause(), Cause::ForeignOwner { owner: 65534, .. }), "{e}");
+    let r = FifoOptions::new()
+        .nonblocking(true)
+        .allow_foreign(true)
+        .open_read(&path);
+    assert!(r.is_ok(), "allowed explicitly");
 }

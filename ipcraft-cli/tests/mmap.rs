@@ -62,7 +62,7 @@ fn cli_cat_missing_file_and_directory() {
     assert_fails(
         &run(ipcraft().args(["mmap", "cat"]).arg(dir.path()), b""),
         1,
-        "Is a directory",
+        "(it is a directory)",
     );
     assert_fails(&run(ipcraft().args(["mmap", "cat"]), b""), 2, "FILES");
     // Like cat: a bad file is reported and the others still print.
@@ -248,4 +248,44 @@ fn cli_cat_of_a_file_that_shrinks_fails_cleanly() {
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("shrank"), "{stderr}");
     assert!(first.len() + rest.len() < 64 << 20);
+}
+
+/// Files that cannot be mapped are printed with read(2) when they read in
+/// order (procfs files whose size reads 0, a pipe on /dev/stdin) and
+/// refused with one clear line otherwise; none is silently skipped, and a
+/// FIFO never hangs the command. (procfs and /dev/stdin printed nothing and
+/// exited 0 before; a FIFO hung.)
+#[test]
+fn cli_cat_of_files_that_cannot_be_mapped() {
+    for proc_file in ["/proc/sys/kernel/ostype", "/proc/version"] {
+        let expected = std::fs::read(proc_file).unwrap();
+        assert!(!expected.is_empty());
+        assert_eq!(std::fs::metadata(proc_file).unwrap().len(), 0, "procfs reports size 0");
+        let out = run(ipcraft().args(["mmap", "cat", proc_file]), b"");
+        assert_ok(&out);
+        assert_eq!(out.stdout, expected, "{proc_file}");
+    }
+    let input = pattern(200_000, 9);
+    let out = run(ipcraft().args(["mmap", "cat", "/dev/stdin"]), &input);
+    assert_ok(&out);
+    assert_eq!(out.stdout, input, "a pipe on stdin is copied like cat");
+
+    let dir = TempDir::new();
+    let fifo = dir.join("fifo");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    let file = dir.join("file");
+    std::fs::write(&file, b"after the refusals\n").unwrap();
+    let out = run(
+        ipcraft().args(["mmap", "cat"]).arg(&fifo).arg("/dev/null").arg(&file),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("named FIFO"), "{stderr}");
+    assert!(
+        stderr.contains("/dev/null") && stderr.contains("character device"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert_eq!(out.stdout, b"after the refusals\n", "the good file is still printed");
 }

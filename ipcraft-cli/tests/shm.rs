@@ -6,7 +6,7 @@ mod common;
 use std::io;
 use std::process::Command;
 
-use common::{as_nobody, assert_fails, assert_ok, c_program, ipcraft, role, role_args, run, unique, wait_ok};
+use common::{as_nobody, assert_fails, assert_ok, c_program, ipcraft, role, run, unique, wait_ok};
 use ipcraft::shm::{self, Shm, ShmOptions};
 use ipcraft::Cause;
 
@@ -160,10 +160,8 @@ fn create_is_exclusive_and_resizable() {
     assert_eq!((info.mode, info.uid), (0o600, rustix::process::geteuid().as_raw()));
 }
 
-#[test]
-#[ignore = "child-process role, started by mode_is_exact_despite_umask"]
-fn role_create_with_umask() {
-    let Some(args) = role_args() else { return };
+/// Child-process role, started with `role("role_create_with_umask", ...)`.
+fn role_create_with_umask(args: Vec<String>) {
     // SAFETY: umask only changes this role process's file creation mask.
     unsafe { libc::umask(0o077) };
     let mut obj = ShmOptions::new()
@@ -208,6 +206,13 @@ fn another_users_object_is_not_adopted() {
     );
     let out = run(ipcraft().args(["shm", "read", &name.0, "--allow-foreign"]), b"");
     assert_eq!(out.stdout, b"5\n", "the value was not touched");
+    // Removing it names the owner and leaves it (root could unlink it).
+    assert_fails(
+        &run(ipcraft().args(["shm", "rm", &name.0]), b""),
+        1,
+        "owned by uid 65534",
+    );
+    assert_eq!(shm::stat(&name.0).unwrap().uid, 65534, "still there");
 }
 
 #[test]
@@ -417,3 +422,5 @@ fn longest_name_works_everywhere() {
         );
     }
 }
+
+common::roles!(role_create_with_umask);

@@ -10,9 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_fails, assert_ok, ipcraft, pass_fd, pattern, role, role_args, run, unique, wait, wait_ok, TempDir, TIMEOUT,
-};
+use common::{assert_fails, assert_ok, ipcraft, pass_fd, pattern, role, run, unique, wait, wait_ok, TempDir, TIMEOUT};
 use ipcraft::channel::ChannelOptions;
 use ipcraft::memfd::{Memfd, SealFlags};
 use ipcraft::unix_socket::{self, Listener};
@@ -120,10 +118,8 @@ fn live_socket_is_never_replaced_stale_one_is() {
     assert_eq!(std::fs::read(&file).unwrap(), b"precious");
 }
 
-#[test]
-#[ignore = "child-process role"]
-fn role_bind_and_exit() {
-    let Some(a) = role_args() else { return };
+/// Child-process role, started with `role("role_bind_and_exit", ...)`.
+fn role_bind_and_exit(a: Vec<String>) {
     // std's listener leaves its file behind, as a crashed server would.
     let _listener = std::os::unix::net::UnixListener::bind(&a[0]).unwrap();
 }
@@ -205,10 +201,8 @@ fn received_descriptors_are_close_on_exec() {
     );
 }
 
-#[test]
-#[ignore = "child-process role"]
-fn role_fd_receiver() {
-    let Some(a) = role_args() else { return };
+/// Child-process role, started with `role("role_fd_receiver", ...)`.
+fn role_fd_receiver(a: Vec<String>) {
     let sock = unix_socket::connect(&a[0]).unwrap();
     let mut buf = [0u8; 16];
     let (n, mut fds) = unix_socket::recv_with_fds(&sock, &mut buf, 2).unwrap();
@@ -274,10 +268,8 @@ fn checksum(seq: u64, data: &[u8]) -> u64 {
     })
 }
 
-#[test]
-#[ignore = "child-process role"]
-fn role_sealed_channel_receiver() {
-    let Some(a) = role_args() else { return };
+/// Child-process role, started with `role("role_sealed_channel_receiver", ...)`.
+fn role_sealed_channel_receiver(a: Vec<String>) {
     let sock = unix_socket::connect(&a[0]).unwrap();
     let mut buf = [0u8; 8];
     let (_, mut fds) = unix_socket::recv_with_fds(&sock, &mut buf, 1).unwrap();
@@ -575,3 +567,5 @@ fn descriptor_seal_and_mapping_errors_say_why() {
         .unwrap_err();
     assert!(e.to_string().contains(dir.path().to_str().unwrap()), "{e}");
 }
+
+common::roles!(role_bind_and_exit, role_fd_receiver, role_sealed_channel_receiver);

@@ -14,8 +14,10 @@ use std::time::Duration;
 /// Upper bound for any wait in a test; a hang fails instead of stalling CI.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Environment variable that tells a re-executed test binary which role to play.
-const ROLE_ENV: &str = "IPCRAFT_TEST_ROLE";
+/// Environment variables that tell a re-executed test binary which role to
+/// play, and with which arguments.
+const ROLE_NAME_ENV: &str = "IPCRAFT_TEST_ROLE";
+const ROLE_ARGS_ENV: &str = "IPCRAFT_TEST_ROLE_ARGS";
 
 /// A name no other test or process uses: prefix, pid and a counter.
 pub fn unique(prefix: &str) -> String {
@@ -58,28 +60,68 @@ impl Drop for TempDir {
     }
 }
 
-/// A command that re-runs this test binary to play `role` (the path of an
-/// `#[ignore]`d role test, such as `role_writer`) with `args`.
+/// A command that re-runs this test binary to play `role` (a function
+/// registered with [`roles!`]) with `args`. The role runs instead of the
+/// test harness; its exit status is 0 when it returns, 101 when it panics.
 pub fn role(role: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args([
-        role,
-        "--exact",
-        "--include-ignored",
-        "--nocapture",
-        "--quiet",
-        "--test-threads=1",
-    ])
-    .env(ROLE_ENV, args.join("\u{1f}"))
-    .stdout(Stdio::null());
+    cmd.env(ROLE_NAME_ENV, role)
+        .env(ROLE_ARGS_ENV, args.join("\u{1f}"))
+        .stdout(Stdio::null());
     cmd
 }
 
-/// In a role test: the arguments it was started with, or `None` when the
-/// test harness runs it directly (then the role does nothing).
-pub fn role_args() -> Option<Vec<String>> {
-    let raw = std::env::var(ROLE_ENV).ok()?;
-    Some(raw.split('\u{1f}').map(str::to_owned).collect())
+/// Registers the child-process roles of a test binary. Roles are plain
+/// functions taking their arguments, not tests: the harness never lists or
+/// runs them, so none can pass without doing anything. When [`role`]
+/// re-runs the binary, the named role runs before the harness starts (from
+/// the binary's initialisers) and the process exits with its outcome.
+///
+/// ```text
+/// fn role_writer(args: Vec<String>) { /* ... */ }
+/// ipcraft_testkit::roles!(role_writer);
+/// ```
+#[macro_export]
+macro_rules! roles {
+    ($($role:ident),+ $(,)?) => {
+        #[used]
+        #[link_section = ".init_array"]
+        static IPCRAFT_TEST_ROLES: extern "C" fn() = {
+            extern "C" fn dispatch() {
+                $crate::dispatch_role(&[$((stringify!($role), $role as $crate::Role)),+]);
+            }
+            dispatch
+        };
+    };
+}
+
+/// A child-process role: a function of its arguments.
+pub type Role = fn(Vec<String>);
+
+/// Runs the role this process was started for, if any, and exits; returns
+/// at once in a process started by the test harness. Called by [`roles!`].
+#[doc(hidden)]
+pub fn dispatch_role(roles: &[(&str, Role)]) {
+    let Ok(name) = std::env::var(ROLE_NAME_ENV) else { return };
+    let raw = std::env::var(ROLE_ARGS_ENV).unwrap_or_default();
+    let args = if raw.is_empty() {
+        Vec::new()
+    } else {
+        raw.split('\u{1f}').map(str::to_owned).collect()
+    };
+    let Some(&(_, run)) = roles.iter().find(|(n, _)| *n == name) else {
+        eprintln!("no role {name:?} in this test binary");
+        std::process::exit(2);
+    };
+    // As Rust's own start-up does before main: a closed pipe is an error,
+    // not a death by SIGPIPE.
+    // SAFETY: setting a standard disposition before this process has other threads.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let code = match std::panic::catch_unwind(move || run(args)) {
+        Ok(()) => 0,
+        Err(_) => 101,
+    };
+    std::process::exit(code);
 }
 
 /// Makes `fd` appear as descriptor `target` in the child `cmd` starts.

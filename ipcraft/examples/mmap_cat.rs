@@ -7,10 +7,14 @@
 //! The whole file is mapped read-only and the mapping is handed to
 //! `write(2)` on stdout. If another process truncates the file meanwhile,
 //! the write fails with an error instead of the process dying of `SIGBUS`.
+//! A file that cannot be mapped but reads in order (`/proc/cpuinfo`, a
+//! pipe) is read with `read(2)`; anything else is refused with an error.
 
 use std::io;
 
-use ipcraft::mmap::MmapOptions;
+use std::os::unix::fs::OpenOptionsExt;
+
+use ipcraft::mmap;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -18,8 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: mmap_cat FILE");
         std::process::exit(2);
     };
-    let file = std::fs::File::open(path)?;
-    let map = MmapOptions::new().map(&file)?; // an empty file gives an empty mapping
-    map.write_to(io::stdout(), 0, map.len())?;
+    // Non-blocking open: a FIFO is refused at once instead of waiting for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    mmap::copy_file(&file, io::stdout())?; // an empty file writes nothing
     Ok(())
 }

@@ -127,7 +127,7 @@ impl FifoOptions {
     pub fn open_read(&self, path: impl AsRef<Path>) -> Result<PipeReader> {
         let path = path.as_ref();
         const OP: &str = "open fifo";
-        check_is_fifo(path, OP)?;
+        self.check_before_open(path, OP)?;
         let Some(timeout) = self.timeout else {
             let nonblock = if self.nonblocking {
                 OFlags::NONBLOCK
@@ -170,7 +170,7 @@ impl FifoOptions {
     pub fn open_write(&self, path: impl AsRef<Path>) -> Result<PipeWriter> {
         let path = path.as_ref();
         const OP: &str = "open fifo";
-        check_is_fifo(path, OP)?;
+        self.check_before_open(path, OP)?;
         if !self.nonblocking && self.timeout.is_none() {
             return self.open_checked(path, OFlags::WRONLY, OP).map(PipeWriter::from);
         }
@@ -199,6 +199,15 @@ impl FifoOptions {
         Ok(PipeWriter::from(fd))
     }
 
+    /// The checks made before opening (so a refused FIFO is refused at
+    /// once, not after waiting for the other side): a FIFO, not a link,
+    /// and this user's unless allowed. They are made again on the
+    /// descriptor opened.
+    fn check_before_open(&self, path: &Path, op: &'static str) -> Result<()> {
+        let stat = check_is_fifo(path, op)?;
+        object::check_owner(&stat, op, &path.display(), self.allow_foreign)
+    }
+
     /// `open(path, flags | O_NOFOLLOW | O_CLOEXEC)` and an `fstat` check of
     /// the descriptor: a FIFO, owned by this user unless allowed.
     fn open_checked(&self, path: &Path, flags: OFlags, op: &'static str) -> Result<OwnedFd> {
@@ -219,10 +228,10 @@ impl FifoOptions {
 }
 
 /// `lstat` check: `path` exists and is a FIFO, not a link to one.
-fn check_is_fifo(path: &Path, op: &'static str) -> Result<()> {
+fn check_is_fifo(path: &Path, op: &'static str) -> Result<rustix::fs::Stat> {
     let stat = sys::retry(|| rustix::fs::lstat(path)).context(op, path.display())?;
     match FileType::from_raw_mode(stat.st_mode) {
-        FileType::Fifo => Ok(()),
+        FileType::Fifo => Ok(stat),
         FileType::Symlink => Err(Error::new(op, path.display(), Cause::Symlink)),
         other => Err(Error::new(
             op,

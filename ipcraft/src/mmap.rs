@@ -458,3 +458,87 @@ impl fmt::Debug for Mmap {
             .finish()
     }
 }
+
+/// How [`copy_file`] wrote a file out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Copied {
+    /// Through a read-only mapping handed to `write(2)`: this many bytes.
+    Mapped(u64),
+    /// With `read(2)`, for a file that cannot be mapped but reads in order
+    /// (a procfs or sysfs file whose size reads 0, a pipe): this many bytes.
+    Read(u64),
+}
+
+/// Writes the whole of `file` to `out` the way `cat(1)` would, mapping it
+/// when it can be mapped: what `ipcraft mmap cat` does.
+///
+/// - A regular file is mapped read-only and the mapping is handed to
+///   `write(2)`; if it shrinks meanwhile, the result is
+///   [`Cause::Truncated`], never `SIGBUS`. An empty file writes nothing.
+/// - A regular file whose size reads 0 (procfs, sysfs), one on a file
+///   system that cannot map it (`ENODEV`), and an anonymous pipe (such as
+///   `/dev/stdin` fed by `|`) are read with `read(2)` to their end.
+/// - Anything else is refused with [`Cause::WrongType`]: a named FIFO
+///   (use [`fifo`](crate::fifo)), a device, a socket, a directory. Open
+///   `file` with `O_NONBLOCK` so that opening a FIFO cannot hang; this
+///   function clears it before reading.
+///
+/// # Errors
+///
+/// As above, and the OS errors of `read`/`write`; `EPIPE` (as
+/// [`io::ErrorKind::BrokenPipe`]) when `out` is a pipe with no reader.
+///
+/// # References
+///
+/// - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html)
+/// - [`read(2)`](https://man7.org/linux/man-pages/man2/read.2.html)
+pub fn copy_file(file: impl AsFd, out: impl AsFd) -> Result<Copied> {
+    use rustix::fs::FileType;
+    let (file, out) = (file.as_fd(), out.as_fd());
+    let label = file_label(file);
+    let stat = sys::retry(|| rustix::fs::fstat(file)).context("print", &label)?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile if stat.st_size > 0 => match MmapOptions::new().map(file) {
+            Ok(map) => {
+                map.write_to(out, 0, map.len())?;
+                return Ok(Copied::Mapped(map.len() as u64));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+            Err(e) => return Err(e),
+        },
+        FileType::RegularFile => {}
+        FileType::Fifo if is_anonymous_pipe(file) => {}
+        other => {
+            let found = crate::object::type_name(other);
+            let found = if other == FileType::Fifo { "a named FIFO" } else { found };
+            return Err(Error::new(
+                "print",
+                &label,
+                Cause::WrongType {
+                    expected: "file that can be mapped or read in order",
+                    found,
+                },
+            ));
+        }
+    }
+    sys::set_nonblocking(file, false).context("print", &label)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = sys::retry(|| rustix::io::read(file, &mut buf)).context("read", &label)?;
+        if n == 0 {
+            return Ok(Copied::Read(total));
+        }
+        // SAFETY: the first `n` bytes of `buf` are initialised and valid for reads.
+        unsafe { sys::write_all_raw(out, buf.as_ptr(), n) }.context("write out", &label)?;
+        total += n as u64;
+    }
+}
+
+/// Whether `fd` is an anonymous pipe (on pipefs) rather than a named FIFO.
+fn is_anonymous_pipe(fd: BorrowedFd<'_>) -> bool {
+    const PIPEFS_MAGIC: i64 = 0x5049_5045;
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    sys::retry(|| rustix::fs::fstatfs(fd)).is_ok_and(|s| s.f_type as i64 == PIPEFS_MAGIC)
+}

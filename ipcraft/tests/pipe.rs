@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{pass_fd, pattern, role, role_args, wait, wait_ok, TIMEOUT};
+use common::{pass_fd, pattern, role, wait, wait_ok, TIMEOUT};
 use ipcraft::command::{self, Pipeline};
 use ipcraft::pipe::{self, PipeReader, PipeWriter, PIPE_BUF};
 use ipcraft::Cause;
@@ -102,10 +102,8 @@ fn record(id: u8, seq: u32) -> Vec<u8> {
     rec
 }
 
-#[test]
-#[ignore = "child-process role, started by atomic_writes_from_8_processes_never_tear"]
-fn role_atomic_writer() {
-    let Some(args) = role_args() else { return };
+/// Child-process role, started with `role("role_atomic_writer", ...)`.
+fn role_atomic_writer(args: Vec<String>) {
     let id: u8 = args[0].parse().unwrap();
     // SAFETY: the parent passed the pipe's write end as descriptor 3.
     let w = unsafe { PipeWriter::from_raw_fd(3) };
@@ -216,12 +214,8 @@ fn reader_gone_is_broken_pipe_not_death() {
     assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
 }
 
-#[test]
-#[ignore = "child-process role, started by broken_pipe_with_default_sigpipe_does_not_kill"]
-fn role_sigpipe_default_writer() {
-    if role_args().is_none() {
-        return;
-    }
+/// Child-process role, started with `role("role_sigpipe_default_writer", ...)`.
+fn role_sigpipe_default_writer(_args: Vec<String>) {
     // Restore the C default that Rust's runtime replaced: SIGPIPE kills.
     // SAFETY: setting a standard disposition before any other thread of
     // this role process writes to a pipe.
@@ -257,10 +251,8 @@ fn broken_pipe_with_default_sigpipe_does_not_kill() {
     assert_eq!(got, "survived");
 }
 
-#[test]
-#[ignore = "child-process role, started by redirect_stdout_binds_a_pipe_end"]
-fn role_redirected_printer() {
-    let Some(args) = role_args() else { return };
+/// Child-process role, started with `role("role_redirected_printer", ...)`.
+fn role_redirected_printer(args: Vec<String>) {
     // SAFETY: fd 3 is the pipe's write end passed by the parent.
     let w = unsafe { OwnedFd::from_raw_fd(3) };
     command::redirect_stdout(&w).unwrap();
@@ -461,3 +453,5 @@ fn reader_killed_gives_broken_pipe() {
         .expect("write never failed");
     assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
 }
+
+common::roles!(role_atomic_writer, role_redirected_printer, role_sigpipe_default_writer);

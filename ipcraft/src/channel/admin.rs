@@ -106,7 +106,9 @@ impl fmt::Display for ChannelStat {
 /// Capacity, bytes in flight, and whether each side is attached and alive.
 pub fn stat(name: impl AsRef<OsStr>) -> Result<ChannelStat> {
     let name = Name::new(name)?;
-    let shm = Shm::open(&name).map_err(|e| e.relabel("open channel", &name))?;
+    // Read-only: stat must work on a channel it may not write, and never
+    // writes to one.
+    let shm = Shm::open_read_only(&name).map_err(|e| e.relabel("open channel", &name))?;
     let mapped = Mapped::open(Backing::Named(shm), name.to_string(), Duration::ZERO)?;
     let h = mapped.header();
     let tail = h.tail.0.load(Ordering::Acquire);

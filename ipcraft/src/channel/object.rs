@@ -82,10 +82,17 @@ impl Mapped {
                 Cause::Corrupted(format!("object of {len} bytes cannot be mapped")),
             )
         })?;
-        let map = MmapOptions::new()
-            .len(len)
-            .map_shared(backing.fd())
-            .map_err(|e| e.relabel("map channel", label))?;
+        // A descriptor opened read-only (as `stat` opens it) is mapped
+        // read-only: looking at a channel never needs write access.
+        let flags = sys::retry(|| rustix::fs::fcntl_getfl(backing.fd())).context("map channel", label)?;
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        let map = if flags.intersects(rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::RDWR) {
+            opts.map_shared(backing.fd())
+        } else {
+            opts.map(backing.fd())
+        }
+        .map_err(|e| e.relabel("map channel", label))?;
         let header = NonNull::new(map.as_mut_ptr().cast::<Header>())
             .ok_or_else(|| Error::new("map channel", label, Cause::Corrupted("null mapping".into())))?;
         Ok((map, header))

@@ -12,7 +12,7 @@ use super::object::{own_description, Backing, Endpoint, Mapped};
 use super::{Receiver, Sender, DEFAULT_CAPACITY, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
 use crate::error::{Cause, Context, Error, Result};
 use crate::name::Name;
-use crate::shm::{Shm, ShmOptions};
+use crate::shm::ShmOptions;
 use crate::sys;
 
 /// How to create or open a channel.
@@ -22,6 +22,7 @@ pub struct ChannelOptions {
     mode: u32,
     spin: Duration,
     open_timeout: Duration,
+    allow_foreign: bool,
 }
 
 impl Default for ChannelOptions {
@@ -38,6 +39,7 @@ impl ChannelOptions {
             mode: 0o600,
             spin: DEFAULT_SPIN,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
+            allow_foreign: false,
         }
     }
 
@@ -61,6 +63,13 @@ impl ChannelOptions {
         self
     }
 
+    /// Accept a named channel another user owns (refused by default with
+    /// [`Cause::ForeignOwner`]: anyone can create objects in `/dev/shm`).
+    pub fn allow_foreign(&mut self, allow: bool) -> &mut Self {
+        self.allow_foreign = allow;
+        self
+    }
+
     /// How long opening waits for a creator that is still setting up.
     pub fn open_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.open_timeout = timeout;
@@ -68,6 +77,13 @@ impl ChannelOptions {
     }
 
     fn ring_capacity(&self, name: &dyn fmt::Display) -> Result<u64> {
+        if self.capacity == 0 {
+            return Err(Error::new(
+                "create channel",
+                name,
+                Cause::Invalid("the capacity must be at least 1 byte"),
+            ));
+        }
         let cap = self
             .capacity
             .max(MIN_CAPACITY)
@@ -124,7 +140,10 @@ impl ChannelOptions {
 
     fn open_named(&self, name: impl AsRef<OsStr>) -> Result<Mapped> {
         let name = Name::new(name)?;
-        let shm = Shm::open(&name).map_err(|e| e.relabel("open channel", &name))?;
+        let shm = ShmOptions::new()
+            .allow_foreign(self.allow_foreign)
+            .open(&name)
+            .map_err(|e| e.relabel("open channel", &name))?;
         Mapped::open(Backing::Named(shm), name.to_string(), self.open_timeout)
     }
 
