@@ -107,3 +107,22 @@ fn bad_arguments_are_usage_errors() {
     );
     assert_fails(&run(ipcraft().args(["bench", "--sizes", "many"]), b""), 2, "size");
 }
+
+/// `bench --help` and the README describe every transport in the same words.
+#[test]
+fn help_and_readme_describe_transports_alike() {
+    let out = run(ipcraft().args(["bench", "--help"]), b"");
+    assert_ok(&out);
+    let flat = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = flat(&String::from_utf8_lossy(&out.stdout));
+    let readme = flat(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap());
+    for phrase in [
+        "chan (a named channel)",
+        "chan-memfd (a channel in a memfd)",
+        "chan-sleep (the memfd channel with spinning off: both sides sleep on a futex)",
+        "tcp (over loopback, as a reference)",
+    ] {
+        assert!(help.contains(phrase), "--help lacks {phrase:?}");
+        assert!(readme.contains(phrase), "README lacks {phrase:?}");
+    }
+}
