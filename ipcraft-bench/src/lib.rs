@@ -3,9 +3,9 @@
 
 #[cfg(feature = "iceoryx2")]
 mod iox;
-mod measure;
+pub mod measure;
 mod plot;
-mod transports;
+pub mod transports;
 
 use std::time::Duration;
 

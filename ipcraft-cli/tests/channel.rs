@@ -10,25 +10,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_fails, assert_ok, ipcraft, pattern, role, run, unique, wait, wait_ok, TIMEOUT};
+use common::{assert_fails, assert_ok, ipcraft, pattern, role, run, wait, wait_ok, ShmName, TIMEOUT};
 use ipcraft::channel::{self, ChannelOptions, Receiver, Sender};
 use ipcraft::shm::{Shm, ShmOptions};
 use ipcraft::Cause;
-
-/// A fresh channel name, removed (if it exists) when dropped.
-struct Fresh(String);
-
-impl Fresh {
-    fn new() -> Self {
-        Fresh(format!("/{}", unique("chan")))
-    }
-}
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        let _ = ipcraft::shm::remove(&self.0);
-    }
-}
 
 /// Message `seq`: sequence number, length, checksum, then bytes derived
 /// from both. Lengths vary from 16 bytes up to `max`.
@@ -55,7 +40,7 @@ fn check(msg: &[u8], seq: u64, max: usize) {
 
 #[test]
 fn smoke() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = Sender::create(&name.0, 64 * 1024).unwrap();
     let mut rx = Receiver::open(&name.0).unwrap();
     tx.send(b"smoke").unwrap();
@@ -81,7 +66,7 @@ fn role_sender(a: Vec<String>) {
 fn slow_receiver_gets_everything_in_order() {
     // A 4 KiB ring and messages up to 3000 bytes: the sender waits for
     // room all the time, the ring pads and wraps constantly.
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut rx = Receiver::create(&name.0, 4096).unwrap();
     let (count, max) = (20_000u64, 3000usize);
     let mut sender = role("role_sender", &[&name.0, &count.to_string(), &max.to_string()])
@@ -120,7 +105,7 @@ fn role_receiver(a: Vec<String>) {
 
 #[test]
 fn slow_sender_fast_receiver_in_another_process() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = ChannelOptions::new()
         .capacity(8192)
         .spin(Duration::ZERO)
@@ -148,7 +133,7 @@ fn typed_messages_and_views() {
         qty: u32,
         side: u32,
     }
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = Sender::create(&name.0, 4096).unwrap();
     let mut rx = Receiver::open(&name.0).unwrap();
     let tick = Tick {
@@ -177,7 +162,7 @@ fn typed_messages_and_views() {
 
 #[test]
 fn reserve_commit_and_abort() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = Sender::create(&name.0, 4096).unwrap();
     let mut rx = Receiver::open(&name.0).unwrap();
     {
@@ -198,7 +183,7 @@ fn reserve_commit_and_abort() {
 
 #[test]
 fn full_empty_timeouts_and_limits() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = Sender::create(&name.0, 4096).unwrap();
     let mut rx = Receiver::open(&name.0).unwrap();
     let max = tx.max_message_len();
@@ -247,7 +232,7 @@ fn full_empty_timeouts_and_limits() {
 
 #[test]
 fn closed_receiver_is_an_error_for_the_sender() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = Sender::create(&name.0, 4096).unwrap();
     let rx = Receiver::open(&name.0).unwrap();
     drop(rx);
@@ -257,7 +242,7 @@ fn closed_receiver_is_an_error_for_the_sender() {
 
 #[test]
 fn one_sender_and_one_receiver_only() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let _tx = Sender::create(&name.0, 4096).unwrap();
     let _rx = Receiver::open(&name.0).unwrap();
     assert!(matches!(
@@ -326,7 +311,7 @@ fn role_endless_sender(a: Vec<String>) {
 fn sender_killed_at_random_points() {
     let max = 2000;
     for run in 0..8u64 {
-        let name = Fresh::new();
+        let name = ShmName::new("chan");
         let mut rx = Receiver::create(&name.0, 8192).unwrap();
         let mut sender = role("role_endless_sender", &[&name.0, &max.to_string()])
             .spawn()
@@ -375,7 +360,7 @@ fn role_half_frame_sender(a: Vec<String>) {
 
 #[test]
 fn half_written_frame_is_never_delivered() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut rx = Receiver::create(&name.0, 8192).unwrap();
     let (mut ready_r, ready_w) = ipcraft::pipe::pipe().unwrap();
     let mut cmd = role("role_half_frame_sender", &[&name.0]);
@@ -395,7 +380,7 @@ fn half_written_frame_is_never_delivered() {
 
 #[test]
 fn receiver_killed_unblocks_the_sender() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = Sender::create(&name.0, 4096).unwrap();
     let mut receiver = ipcraft()
         .args(["chan", "recv", &name.0])
@@ -451,7 +436,7 @@ fn role_tolerant_receiver(a: Vec<String>) {
 #[test]
 fn scribbling_third_process_causes_errors_not_crashes() {
     for seed in 1..=4u64 {
-        let name = Fresh::new();
+        let name = ShmName::new("chan");
         let mut tx = Sender::create(&name.0, 4096).unwrap();
         let mut receiver = role("role_tolerant_receiver", &[&name.0]).spawn().unwrap();
         let mut scribbler = role("role_scribbler", &[&name.0, &seed.to_string()]).spawn().unwrap();
@@ -488,7 +473,7 @@ fn scribbling_third_process_causes_errors_not_crashes() {
 
 #[test]
 fn scribbled_frame_header_is_reported_as_corruption() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut tx = Sender::create(&name.0, 4096).unwrap();
     let mut rx = Receiver::open(&name.0).unwrap();
     tx.send(b"fine").unwrap();
@@ -537,7 +522,7 @@ fn garbage_objects_are_refused_clearly() {
         ("other version", bad_version, "version 99"),
     ];
     for (what, bytes, needle) in cases {
-        let name = Fresh::new();
+        let name = ShmName::new("chan");
         let _obj = garbage(&name.0, &bytes);
         let e = Receiver::open(&name.0).unwrap_err();
         assert!(matches!(e.cause(), Cause::Corrupted(_)), "{what}: {e}");
@@ -548,14 +533,14 @@ fn garbage_objects_are_refused_clearly() {
         assert_fails(&out, 1, needle);
     }
     // All zeros: a creator that never finished; opening gives up after its timeout.
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let _obj = garbage(&name.0, &[0u8; 8192]);
     let e = ChannelOptions::new()
         .open_timeout(Duration::from_millis(100))
         .open_receiver(&name.0)
         .unwrap_err();
     assert!(e.to_string().contains("did not finish"), "{e}");
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let _obj = garbage(&name.0, &[]);
     let e = ChannelOptions::new()
         .open_timeout(Duration::from_millis(100))
@@ -566,7 +551,7 @@ fn garbage_objects_are_refused_clearly() {
 
 #[test]
 fn cli_streams_256_mib_with_matching_sha256() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     assert_ok(&run(
         ipcraft().args(["chan", "create", &name.0, "--capacity", "1M"]),
         b"",
@@ -611,7 +596,7 @@ fn cli_streams_256_mib_with_matching_sha256() {
 #[test]
 fn cli_kill_either_side_is_reported_within_5_seconds() {
     for victim in ["send", "recv"] {
-        let name = Fresh::new();
+        let name = ShmName::new("chan");
         assert_ok(&run(
             ipcraft().args(["chan", "create", &name.0, "--capacity", "64K"]),
             b"",
@@ -663,7 +648,7 @@ fn cli_kill_either_side_is_reported_within_5_seconds() {
 
 #[test]
 fn cli_create_stat_and_rm() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     assert_ok(&run(
         ipcraft().args(["chan", "create", &name.0, "--capacity", "5000"]),
         b"",
@@ -684,7 +669,7 @@ fn cli_create_stat_and_rm() {
         2,
         "size",
     );
-    let other = Fresh::new();
+    let other = ShmName::new("chan");
     let _plain = garbage(&other.0, b"just some shared memory");
     assert_fails(
         &run(ipcraft().args(["chan", "rm", &other.0]), b""),
@@ -729,7 +714,7 @@ fn hostile_positions_near_u64_max_are_errors_not_panics() {
         (64, 4096 * 4),
         (8, 0),
     ] {
-        let name = Fresh::new();
+        let name = ShmName::new("chan");
         channel::create(&name.0, 4096).unwrap();
         let map = Shm::open(&name.0).unwrap().map().unwrap();
         map.write(TAIL, &tail).unwrap();
@@ -758,7 +743,7 @@ fn ipcraft_as_other() -> Command {
 /// owner may only read (it opened it read-write before and failed).
 #[test]
 fn cli_stat_needs_only_read_access() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     assert_ok(&run(
         ipcraft_as_other().args(["chan", "create", &name.0, "--capacity", "4K"]),
         b"",
@@ -780,7 +765,7 @@ fn another_users_channel_is_refused() {
         eprintln!("skipped: making a channel owned by another user needs root");
         return;
     }
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     let mut nobody = ipcraft_as_other();
     assert_ok(&run(nobody.args(["chan", "create", &name.0, "--capacity", "4K"]), b""));
     assert_ok(&run(
@@ -803,7 +788,7 @@ fn another_users_channel_is_refused() {
 /// library refuses a zero capacity too.
 #[test]
 fn zero_capacity_is_refused() {
-    let name = Fresh::new();
+    let name = ShmName::new("chan");
     assert_fails(
         &run(ipcraft().args(["chan", "create", &name.0, "--capacity", "0"]), b""),
         2,

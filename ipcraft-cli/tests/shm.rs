@@ -6,26 +6,9 @@ mod common;
 use std::io;
 use std::process::Command;
 
-use common::{as_nobody, assert_fails, assert_ok, c_program, ipcraft, role, run, unique, wait_ok};
+use common::{as_nobody, assert_fails, assert_ok, c_program, ipcraft, role, run, unique, wait_ok, ShmName};
 use ipcraft::shm::{self, Shm, ShmOptions};
 use ipcraft::Cause;
-
-/// A fresh object name and a guard that removes the object, pass or fail.
-struct Fresh(String);
-
-impl Fresh {
-    fn new() -> Self {
-        Fresh(format!("/{}", unique("shm")))
-    }
-}
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        // Not shm::remove: it refuses objects other users own, and some
-        // tests make one as `nobody`.
-        let _ = std::fs::remove_file(format!("/dev/shm{}", self.0));
-    }
-}
 
 fn exists(name: &str) -> bool {
     std::path::Path::new("/dev/shm")
@@ -35,7 +18,7 @@ fn exists(name: &str) -> bool {
 
 #[test]
 fn smoke() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     {
         let obj = Shm::create(&name.0, 16).unwrap();
         let map = obj.map().unwrap();
@@ -51,7 +34,7 @@ fn smoke() {
 
 #[test]
 fn c_writer_then_cli_reader() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     assert_ok(&run(Command::new(c_program("shm_writer")).args([&name.0, "100"]), b""));
     let out = run(ipcraft().args(["shm", "read", &name.0]), b"");
     assert_ok(&out);
@@ -66,7 +49,7 @@ fn c_writer_then_cli_reader() {
 
 #[test]
 fn cli_writer_then_c_reader() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     assert_ok(&run(ipcraft().args(["shm", "write", &name.0, "42"]), b""));
     assert_eq!(shm::stat(&name.0).unwrap().size, 1, "sized to the u8 value");
     let out = run(Command::new(c_program("shm_reader")).arg(&name.0), b"");
@@ -76,7 +59,7 @@ fn cli_writer_then_c_reader() {
 
 #[test]
 fn cli_round_trips_every_type() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     for (ty, value, size) in [
         ("u8", "255", 1),
         ("i32", "-2147483648", 4),
@@ -99,7 +82,7 @@ fn cli_round_trips_every_type() {
 
 #[test]
 fn cli_bad_values_and_short_objects() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     assert_fails(
         &run(ipcraft().args(["shm", "write", &name.0, "256"]), b""),
         2,
@@ -144,7 +127,7 @@ fn cli_bad_values_and_short_objects() {
 
 #[test]
 fn create_is_exclusive_and_resizable() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     let obj = Shm::create(&name.0, 100).unwrap();
     assert_eq!(
         Shm::create(&name.0, 1).unwrap_err().kind(),
@@ -175,7 +158,7 @@ fn role_create_with_umask(args: Vec<String>) {
 
 #[test]
 fn mode_is_exact_despite_umask() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     let mut child = role("role_create_with_umask", &[&name.0]).spawn().unwrap();
     wait_ok(&mut child);
     let info = shm::stat(&name.0).unwrap();
@@ -188,7 +171,7 @@ fn another_users_object_is_not_adopted() {
         eprintln!("skipped: creating an object owned by another user needs root");
         return;
     };
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     assert_ok(&run(nobody.args(["shm", "write", &name.0, "5"]), b""));
     assert_eq!(shm::stat(&name.0).unwrap().uid, 65534);
     assert_fails(
@@ -217,7 +200,7 @@ fn another_users_object_is_not_adopted() {
 
 #[test]
 fn ls_stat_and_rm() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     assert_ok(&run(
         ipcraft().args(["shm", "write", &name.0, "12345", "-t", "u32"]),
         b"",
@@ -266,7 +249,7 @@ fn bad_names_fail_before_any_system_call() {
 
 #[test]
 fn read_only_open_cannot_write() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     let _obj = Shm::create(&name.0, 8).unwrap();
     let ro = Shm::open_read_only(&name.0).unwrap().map().unwrap();
     assert!(!ro.is_writable());
@@ -275,7 +258,7 @@ fn read_only_open_cannot_write() {
 
 #[test]
 fn truncated_by_another_process_is_an_error() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     let obj = Shm::create(&name.0, 1 << 16).unwrap();
     let map = obj.map().unwrap();
     map.write(60_000, &1u64).unwrap();
@@ -338,7 +321,7 @@ fn planted_symlink_is_refused_and_its_target_untouched() {
     let dir = common::TempDir::new();
     let target = dir.join("precious");
     std::fs::write(&target, b"root's data").unwrap();
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     let link = format!("/dev/shm{}", name.0);
     let plant = match as_nobody("/bin/ln".as_ref()) {
         Some(mut cmd) => run(cmd.arg("-s").arg(&target).arg(&link), b""),
@@ -378,7 +361,7 @@ fn planted_symlink_is_refused_and_its_target_untouched() {
 /// is refused at once, without blocking in open.
 #[test]
 fn planted_fifo_is_refused_without_blocking() {
-    let name = Fresh::new();
+    let name = ShmName::new("shm");
     let path = format!("/dev/shm{}", name.0);
     rustix::fs::mkfifoat(rustix::fs::CWD, path.as_str(), rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
     let e = Shm::open_read_only(&name.0).unwrap_err();
@@ -398,7 +381,7 @@ fn longest_name_works_everywhere() {
     while long.len() < 256 {
         long.push('n');
     }
-    let name = Fresh(long);
+    let name = ShmName(long);
     let obj = Shm::create(&name.0, 8).unwrap();
     obj.map().unwrap().write(0, &5u64).unwrap();
     assert_eq!(Shm::open(&name.0).unwrap().map().unwrap().read::<u64>(0).unwrap(), 5);

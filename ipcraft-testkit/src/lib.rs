@@ -29,6 +29,23 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A fresh POSIX object name (`/ipcraft-test-PREFIX-PID-N`) whose
+/// `/dev/shm` entry is removed on drop, pass or fail, whoever owns it (some
+/// tests make objects as another user, which `shm::remove` rightly refuses).
+pub struct ShmName(pub String);
+
+impl ShmName {
+    pub fn new(prefix: &str) -> Self {
+        ShmName(format!("/{}", unique(prefix)))
+    }
+}
+
+impl Drop for ShmName {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm{}", self.0));
+    }
+}
+
 /// A temporary directory removed (with its contents) on drop, pass or fail.
 pub struct TempDir(PathBuf);
 

@@ -1,0 +1,142 @@
+//! One conformance suite over the bench's `Link` trait, run against every
+//! transport: two real processes (the side-B process forked from a role
+//! process that is single-threaded), messages of several sizes, every byte
+//! checked, both directions, in order.
+
+use ipcraft::process::{self, Fork};
+use ipcraft_bench::measure::Link;
+use ipcraft_bench::transports;
+use ipcraft_testkit::{role, unique, wait, TempDir};
+
+/// Sizes each transport must carry exactly: the smallest message, one cache
+/// line, a page, and 64 KiB.
+const SIZES: [usize; 4] = [16, 64, 4096, 65536];
+/// Messages per size and direction.
+const COUNT: u64 = 50;
+
+/// Deterministic content for message `seq` of `size` bytes.
+fn content(size: usize, seq: u64) -> Vec<u8> {
+    let mut x = (seq + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ size as u64;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Side B: echoes `COUNT` messages, then streams `COUNT` of its own.
+fn side_b(link: &mut impl Link, size: usize) -> Result<(), String> {
+    let mut buf = vec![0u8; size];
+    for _ in 0..COUNT {
+        link.recv(&mut buf).map_err(|e| format!("B recv: {e}"))?;
+        link.send(&buf).map_err(|e| format!("B echo: {e}"))?;
+    }
+    for seq in 0..COUNT {
+        link.send(&content(size, 1000 + seq))
+            .map_err(|e| format!("B send: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Side A: sends `COUNT` messages and checks each echo, then checks B's stream.
+fn side_a(link: &mut impl Link, size: usize) -> Result<(), String> {
+    let mut buf = vec![0u8; size];
+    for seq in 0..COUNT {
+        let msg = content(size, seq);
+        link.send(&msg).map_err(|e| format!("A send: {e}"))?;
+        link.recv(&mut buf).map_err(|e| format!("A recv: {e}"))?;
+        if buf != msg {
+            return Err(format!("echo {seq} of {size} B came back different"));
+        }
+    }
+    for seq in 0..COUNT {
+        link.recv(&mut buf).map_err(|e| format!("A recv stream: {e}"))?;
+        if buf != content(size, 1000 + seq) {
+            return Err(format!(
+                "stream message {seq} of {size} B differs (lost, torn or reordered)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the suite for one transport in this (single-threaded) role process.
+fn role_conformance(args: Vec<String>) {
+    let transport = args[0].as_str();
+    let dir = TempDir::new();
+    for size in SIZES {
+        let prepared = match transports::prepare(transport, size, dir.path(), &unique("conf")) {
+            Ok(p) => p,
+            // A host limit may cap big messages (a queue's msgsize_max, say),
+            // as the bench reports under `skipped`; small ones must work.
+            Err(why) if size > 4096 && why.contains("more than") => {
+                eprintln!("{transport} {size} B: skipped here: {why}");
+                continue;
+            }
+            Err(why) => panic!("{transport} {size} B: cannot be set up: {why}"),
+        };
+        // SAFETY: a role process runs before the test harness starts any
+        // thread, so the child may run ordinary code; it ends with exit_child.
+        match unsafe { process::fork() }.unwrap() {
+            Fork::Child => {
+                let code = match prepared.into_link(false).map_err(|e| e.to_string()) {
+                    Ok(mut link) => match side_b(&mut link, size) {
+                        Ok(()) => 0,
+                        Err(why) => {
+                            eprintln!("{transport} {size} B: {why}");
+                            1
+                        }
+                    },
+                    Err(why) => {
+                        eprintln!("{transport} {size} B: B's side: {why}");
+                        1
+                    }
+                };
+                process::exit_child(code);
+            }
+            Fork::Parent(pid) => {
+                let outcome = prepared
+                    .into_link(true)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut link| side_a(&mut link, size));
+                let status = process::wait_pid_timeout(pid, ipcraft_testkit::TIMEOUT)
+                    .unwrap()
+                    .expect("side B finished");
+                outcome.unwrap_or_else(|why| panic!("{transport} {size} B: {why}"));
+                assert!(status.success(), "{transport} {size} B: side B failed: {status}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_transport_moves_exact_bytes_both_ways() {
+    let all = transports::all();
+    assert!(all.len() >= 8, "{all:?}");
+    for transport in all {
+        let out = role("role_conformance", &[transport])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_with_stderr(out);
+        assert!(out.0.success(), "{transport}: {}", out.1);
+    }
+}
+
+/// Waits (bounded) for `child` and collects its stderr.
+fn wait_with_stderr(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait(&mut child);
+    (status, reader.join().unwrap())
+}
+
+ipcraft_testkit::roles!(role_conformance);
