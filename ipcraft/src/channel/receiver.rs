@@ -225,6 +225,15 @@ pub struct RecvView<'a> {
     len: usize,
 }
 
+impl fmt::Debug for RecvView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvView")
+            .field("channel", &self.rx.mapped.label)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 impl RecvView<'_> {
     /// Message length.
     pub fn len(&self) -> usize {

@@ -333,6 +333,15 @@ pub struct SendSlot<'a> {
     len: usize,
 }
 
+impl fmt::Debug for SendSlot<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendSlot")
+            .field("channel", &self.tx.mapped.label)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 impl SendSlot<'_> {
     /// Bytes reserved.
     pub fn len(&self) -> usize {
