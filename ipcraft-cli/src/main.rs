@@ -2,7 +2,11 @@
 //! objects from the shell.
 
 mod chan;
+mod doctor;
 mod fifo;
+mod gc;
+mod host;
+mod ls;
 mod mmap;
 mod mq;
 mod pipe;
@@ -43,6 +47,13 @@ enum Command {
     Chan(chan::Args),
     /// Unix domain sockets: an echo server and a client.
     Uds(uds::Args),
+    /// Every IPC object on this host: kind, name, owner, mode, size, age,
+    /// holders, and whether they are alive.
+    Ls(ls::Args),
+    /// Removes your ipcraft channels whose users all died.
+    Gc(gc::Args),
+    /// Host limits and settings that decide what works, and how to raise them.
+    Doctor(doctor::Args),
     /// Measures every transport between two processes on this machine.
     Bench(ipcraft_bench::Args),
 }
@@ -90,6 +101,31 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a usable number of seconds"))
 }
 
+/// Bytes in binary units: `512 B`, `4.0 KiB`, `1.5 MiB`, `2.0 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// An age in the largest whole unit: `42s`, `5m`, `3h`, `2d`.
+pub fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 /// Parses a POSIX IPC object name (`/name` or `name`); a bad one is a usage
 /// error, reported before anything is opened.
 pub fn parse_name(s: &str) -> Result<ipcraft::Name, String> {
@@ -117,6 +153,9 @@ fn main() -> ExitCode {
         Command::Shm(args) => shm::run(args),
         Command::Chan(args) => chan::run(args),
         Command::Uds(args) => uds::run(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Bench(args) => match ipcraft_bench::run(args) {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(ipcraft_bench::BenchError::Usage(line)) => Err(Failure::Usage(line)),

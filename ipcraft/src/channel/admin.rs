@@ -11,7 +11,8 @@ use super::object::{Backing, Mapped};
 use super::{ChannelOptions, Receiver, Sender};
 use crate::error::{Cause, Error, Result};
 use crate::name::Name;
-use crate::shm::Shm;
+use crate::shm::{Shm, ShmOptions};
+use crate::sys;
 
 /// Creates the named channel object without attaching a side (what
 /// `ipcraft chan create` does). It stays until [`remove`]d.
@@ -105,18 +106,96 @@ impl fmt::Display for ChannelStat {
 
 /// Capacity, bytes in flight, and whether each side is attached and alive.
 pub fn stat(name: impl AsRef<OsStr>) -> Result<ChannelStat> {
+    ChannelOptions::new().stat(name)
+}
+
+impl ChannelStat {
+    /// Whether this channel is what a crash leaves behind: a side attached
+    /// and its process died without closing, and no side is alive. A
+    /// channel nobody has used yet, or whose stream ended cleanly, is not
+    /// stale: named channels outlive their users on purpose.
+    pub fn is_stale(&self) -> bool {
+        let sides = [self.sender, self.receiver];
+        sides.iter().any(|s| matches!(s, SideState::Dead(_))) && !sides.iter().any(|s| matches!(s, SideState::Alive(_)))
+    }
+}
+
+/// Removes the named channel if it is [stale](ChannelStat::is_stale), and
+/// says whether it did. It takes both sides' liveness locks first, so a
+/// process attaching meanwhile either finds the channel gone or makes this
+/// call leave it alone; another user's channel is never removed.
+///
+/// # Errors
+///
+/// [`Cause::Corrupted`] if the object is not a channel (it is left alone),
+/// [`Cause::ForeignOwner`], and the errors of opening it.
+pub fn remove_if_stale(name: impl AsRef<OsStr>) -> Result<bool> {
+    const OP: &str = "remove stale channel";
     let name = Name::new(name)?;
-    // Read-only: stat must work on a channel it may not write, and never
-    // writes to one.
-    let shm = Shm::open_read_only(&name).map_err(|e| e.relabel("open channel", &name))?;
+    let shm = Shm::open(&name).map_err(|e| e.relabel(OP, &name))?;
     let mapped = Mapped::open(Backing::Named(shm), name.to_string(), Duration::ZERO)?;
-    let h = mapped.header();
-    let tail = h.tail.0.load(Ordering::Acquire);
-    let head = h.head.0.load(Ordering::Acquire);
-    Ok(ChannelStat {
-        capacity: mapped.ring.capacity(),
-        in_flight: tail.saturating_sub(head).min(mapped.ring.capacity()),
-        sender: mapped.side_state(&h.sender.0, SENDER_LOCK_BYTE)?,
-        receiver: mapped.side_state(&h.receiver.0, RECEIVER_LOCK_BYTE)?,
-    })
+    if !mapped.stat()?.is_stale() {
+        return Ok(false);
+    }
+    for byte in [SENDER_LOCK_BYTE, RECEIVER_LOCK_BYTE] {
+        match sys::ofd_lock(mapped.backing.fd(), byte) {
+            Ok(()) => {}
+            // Someone attached since: not stale any more.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => return Ok(false),
+            Err(e) => return Err(Error::new(OP, &name, e)),
+        }
+    }
+    crate::shm::remove(&name).map_err(|e| e.relabel(OP, &name))?;
+    Ok(true)
+}
+
+/// Removes every stale channel of this user in `/dev/shm` (see
+/// [`remove_if_stale`]) and returns their names: what `ipcraft gc` does,
+/// except that the command also leaves alone a channel that any process
+/// still maps. Objects that are not channels are never touched.
+pub fn collect_stale() -> Result<Vec<Name>> {
+    let me = crate::object::my_uid();
+    let mut removed = Vec::new();
+    for info in crate::shm::list()? {
+        if info.uid != me || info.size < HEADER_SIZE {
+            continue;
+        }
+        // Not a channel, vanished, or in use: not ours to collect.
+        if let Ok(true) = remove_if_stale(&info.name) {
+            removed.push(info.name);
+        }
+    }
+    Ok(removed)
+}
+
+impl ChannelOptions {
+    /// [`stat`] of the named channel, opened read-only (with
+    /// [`allow_foreign`](Self::allow_foreign), another user's too).
+    pub fn stat(&self, name: impl AsRef<OsStr>) -> Result<ChannelStat> {
+        let name = Name::new(name)?;
+        // Read-only: stat must work on a channel it may not write, and
+        // never writes to one.
+        let shm = ShmOptions::new()
+            .read_only(true)
+            .allow_foreign(self.allow_foreign_owner())
+            .open(&name)
+            .map_err(|e| e.relabel("open channel", &name))?;
+        Mapped::open(Backing::Named(shm), name.to_string(), Duration::ZERO)?.stat()
+    }
+}
+
+impl Mapped {
+    /// Capacity, bytes in flight and both sides' states.
+    fn stat(&self) -> Result<ChannelStat> {
+        let mapped = self;
+        let h = mapped.header();
+        let tail = h.tail.0.load(Ordering::Acquire);
+        let head = h.head.0.load(Ordering::Acquire);
+        Ok(ChannelStat {
+            capacity: mapped.ring.capacity(),
+            in_flight: tail.saturating_sub(head).min(mapped.ring.capacity()),
+            sender: mapped.side_state(&h.sender.0, SENDER_LOCK_BYTE)?,
+            receiver: mapped.side_state(&h.receiver.0, RECEIVER_LOCK_BYTE)?,
+        })
+    }
 }

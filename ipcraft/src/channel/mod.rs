@@ -60,7 +60,7 @@ mod wait;
 
 use std::time::Duration;
 
-pub use admin::{create, pair, remove, stat, ChannelStat, SideState};
+pub use admin::{collect_stale, create, pair, remove, remove_if_stale, stat, ChannelStat, SideState};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use options::ChannelOptions;
 pub use receiver::{Receiver, RecvView};

@@ -23,6 +23,7 @@ pub struct ChannelOptions {
     spin: Duration,
     open_timeout: Duration,
     allow_foreign: bool,
+    collect_stale: bool,
 }
 
 impl Default for ChannelOptions {
@@ -40,6 +41,7 @@ impl ChannelOptions {
             spin: DEFAULT_SPIN,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             allow_foreign: false,
+            collect_stale: false,
         }
     }
 
@@ -67,6 +69,19 @@ impl ChannelOptions {
     /// [`Cause::ForeignOwner`]: anyone can create objects in `/dev/shm`).
     pub fn allow_foreign(&mut self, allow: bool) -> &mut Self {
         self.allow_foreign = allow;
+        self
+    }
+
+    pub(super) fn allow_foreign_owner(&self) -> bool {
+        self.allow_foreign
+    }
+
+    /// When the name is taken by a [stale](super::ChannelStat::is_stale)
+    /// channel (its users died), remove it and create anew instead of
+    /// failing with `EEXIST`. A channel in use, or any other object, still
+    /// makes creation fail.
+    pub fn collect_stale(&mut self, collect: bool) -> &mut Self {
+        self.collect_stale = collect;
         self
     }
 
@@ -116,12 +131,23 @@ impl ChannelOptions {
     fn create_named(&self, name: impl AsRef<OsStr>) -> Result<Mapped> {
         let name = Name::new(name)?;
         let cap = self.ring_capacity(&name)?;
-        let shm = ShmOptions::new()
-            .create_new(true)
-            .mode(self.mode)
-            .size(HEADER_SIZE + cap)
-            .open(&name)
-            .map_err(|e| e.relabel("create channel", &name))?;
+        let create = || {
+            ShmOptions::new()
+                .create_new(true)
+                .mode(self.mode)
+                .size(HEADER_SIZE + cap)
+                .open(&name)
+                .map_err(|e| e.relabel("create channel", &name))
+        };
+        let shm = match create() {
+            Err(e) if self.collect_stale && e.raw_os_error() == Some(libc::EEXIST) => {
+                if !super::remove_if_stale(&name).unwrap_or(false) {
+                    return Err(e);
+                }
+                create()?
+            }
+            other => other?,
+        };
         Mapped::initialise(Backing::Named(shm), cap, name.to_string())
     }
 

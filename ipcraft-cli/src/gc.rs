@@ -1,0 +1,46 @@
+//! `ipcraft gc`: removes what crashed ipcraft users left behind.
+
+use crate::host::{self, Scope};
+use crate::{write_stdout, CmdResult};
+
+/// Removes your ipcraft channels whose attached processes all died (a side
+/// attached and its process ended without closing, and no side is alive)
+/// and that no process still has open or mapped, and prints each one it
+/// removed. Never removes a live channel, a channel nobody has used yet or
+/// whose stream ended cleanly, another user's object, or an object that is
+/// not an ipcraft channel.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print what would be removed, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: Args) -> CmdResult {
+    let (entries, _) = host::scan(&Scope { all_users: false });
+    let mut out = String::new();
+    let mut failed = None;
+    for e in entries.iter().filter(|e| e.state() == "dead") {
+        let Some(stat) = &e.channel else { continue };
+        let why = format!("sender={} receiver={}", stat.sender, stat.receiver);
+        if args.dry_run {
+            out.push_str(&format!("would remove {} ({why})\n", e.name));
+            continue;
+        }
+        // Checked again under both liveness locks: a process may have
+        // attached since the scan.
+        match ipcraft::channel::remove_if_stale(&e.name) {
+            Ok(true) => out.push_str(&format!("removed {} ({why})\n", e.name)),
+            Ok(false) => {}
+            Err(err) => {
+                crate::report(&err);
+                failed = Some(err);
+            }
+        }
+    }
+    write_stdout(out.as_bytes())?;
+    match failed {
+        Some(_) => Err(crate::Failure::Reported),
+        None => Ok(()),
+    }
+}
