@@ -1,11 +1,12 @@
 //! `ipcraft chan`: the shared-memory channel.
 
 use std::io;
+use std::time::Duration;
 
 use ipcraft::channel::{self, Receiver, Sender};
-use ipcraft::{Error, Name};
+use ipcraft::{Cause, Error, Name};
 
-use crate::{parse_name, write_stdout, CmdResult, Failure};
+use crate::{parse_name, parse_secs, write_stdout, CmdResult, Failure};
 use ipcraft_bench::parse_size;
 
 /// The channel is ipcraft's fastest transport: a ring of messages in shared
@@ -30,17 +31,29 @@ enum Command {
         #[arg(long, default_value = "1M", value_parser = parse_capacity)]
         capacity: u64,
     },
-    /// Streams stdin into the channel; end of input closes the stream.
+    /// Streams stdin into the channel; end of input ends the stream. Exits 0
+    /// only once a receiver has taken every byte and the end; a failure
+    /// (reading stdin, a receiver that died) aborts the stream, so the
+    /// receiver reports it instead of a clean end.
     Send {
         /// Channel name.
         #[arg(value_parser = parse_name)]
         name: Name,
+        /// Give up after waiting this long for a receiver, or for room, or
+        /// for the receiver to take the rest.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        timeout: Option<Duration>,
     },
-    /// Copies the channel to stdout until the sender closes the stream.
+    /// Copies the channel to stdout until the sender ends the stream. Exits
+    /// 1 if the sender died or aborted the stream (after printing all it
+    /// sent). A named channel is used again by the next sender and receiver.
     Recv {
         /// Channel name.
         #[arg(value_parser = parse_name)]
         name: Name,
+        /// Give up after waiting this long for a sender or for data.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        timeout: Option<Duration>,
     },
     /// Shows capacity, bytes in flight, and each side's state
     /// (absent, alive:PID, closed, dead:PID).
@@ -60,6 +73,46 @@ enum Command {
 /// Bytes read from stdin per message.
 const CHUNK: usize = 64 * 1024;
 
+/// Copies stdin into the channel as messages of up to [`CHUNK`] bytes:
+/// straight into the ring when it has room, through a private buffer when
+/// it is full (so the end of input is seen without waiting for room).
+fn stream_stdin(tx: &mut Sender, wait: Duration) -> Result<(), Error> {
+    let chunk = CHUNK.min(tx.max_message_len());
+    let stdin = io::stdin();
+    let mut spare = Vec::new();
+    loop {
+        match tx.try_reserve(chunk) {
+            Ok(mut slot) => {
+                let n = slot.read_from(&stdin).map_err(|e| e.relabel("read", "stdin"))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                slot.commit_len(n)?;
+            }
+            Err(e) if matches!(e.cause(), Cause::Full) => {
+                spare.resize(chunk, 0);
+                let n = read_some(&mut spare)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                tx.send_timeout(&spare[..n], wait)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One read(2) of stdin, retried on EINTR.
+fn read_some(buf: &mut [u8]) -> Result<usize, Error> {
+    use std::io::Read;
+    loop {
+        match io::stdin().lock().read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map_err(|e| Error::new("read", "stdin", e)),
+        }
+    }
+}
+
 /// A ring size: [`parse_size`], and not zero.
 fn parse_capacity(s: &str) -> Result<u64, String> {
     match parse_size(s)? {
@@ -71,24 +124,24 @@ fn parse_capacity(s: &str) -> Result<u64, String> {
 pub fn run(args: Args) -> CmdResult {
     match args.command {
         Command::Create { name, capacity } => Ok(channel::create(&name, capacity)?),
-        Command::Send { name } => {
+        Command::Send { name, timeout } => {
             let mut tx = Sender::open(&name)?;
-            let chunk = CHUNK.min(tx.max_message_len());
-            let stdin = io::stdin();
-            loop {
-                // Read stdin straight into the reserved space in the ring.
-                let mut slot = tx.reserve(chunk)?;
-                let n = slot.read_from(&stdin).map_err(|e| e.relabel("read", "stdin"))?;
-                if n == 0 {
-                    return Ok(tx.close()?);
+            let wait = timeout.unwrap_or(Duration::MAX);
+            match stream_stdin(&mut tx, wait) {
+                Ok(()) => Ok(tx.close_timeout(wait)?),
+                Err(e) => {
+                    // The receiver gets what was sent, then "aborted", never
+                    // a clean end of a stream that was cut.
+                    let _ = tx.abort();
+                    Err(e.into())
                 }
-                slot.commit_len(n)?;
             }
         }
-        Command::Recv { name } => {
+        Command::Recv { name, timeout } => {
             let mut rx = Receiver::open(&name)?;
             let stdout = io::stdout();
-            while let Some(view) = rx.recv_view()? {
+            let wait = timeout.unwrap_or(Duration::MAX);
+            while let Some(view) = rx.recv_view_timeout(wait)? {
                 // Straight from shared memory to stdout.
                 if let Err(e) = view.write_to(&stdout) {
                     return Err(match e.kind() {

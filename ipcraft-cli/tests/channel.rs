@@ -236,8 +236,16 @@ fn closed_receiver_is_an_error_for_the_sender() {
     let mut tx = Sender::create(&name.0, 4096).unwrap();
     let rx = Receiver::open(&name.0).unwrap();
     drop(rx);
-    let e = tx.send(b"anyone?").unwrap_err();
+    // The message waits in the ring for a next receiver; success is only
+    // reported once a receiver took it, and this one left.
+    tx.send(b"anyone?").unwrap();
+    let e = tx.flush_timeout(TIMEOUT).unwrap_err();
     assert!(matches!(e.cause(), Cause::Closed { side: "receiver" }), "{e}");
+    // A next receiver takes it.
+    let mut rx = Receiver::open(&name.0).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), Some(7));
+    tx.flush_timeout(TIMEOUT).unwrap();
 }
 
 #[test]
@@ -478,13 +486,19 @@ fn scribbled_frame_header_is_reported_as_corruption() {
     let mut rx = Receiver::open(&name.0).unwrap();
     tx.send(b"fine").unwrap();
     let map = Shm::open(&name.0).unwrap().map().unwrap();
-    // The first frame header is at the start of the ring (offset 4096).
-    map.write(4096, &0xFFFF_FFFF_8000_0000u64).unwrap();
+    // The first frame is at the start of the ring (offset 4096): its stamp
+    // word, then its length word. A length no frame can have is corruption.
+    map.write(4096 + 8, &0x0000_0000_7fff_0000u64).unwrap();
     let e = rx.recv(&mut [0u8; 64]).unwrap_err();
     assert!(matches!(e.cause(), Cause::Corrupted(_)), "{e}");
-    map.write(4096, &0x0000_1234_0000_0001u64).unwrap();
+    map.write(4096 + 8, &(1u64 << 40)).unwrap();
     let e = rx.try_recv(&mut [0u8; 64]).unwrap_err();
     assert!(matches!(e.cause(), Cause::Corrupted(_)), "{e}");
+    // A scribbled stamp is no frame at all: the receiver waits for one (the
+    // sender is alive), within its timeout.
+    map.write(4096, &0x1234u64).unwrap();
+    let e = rx.recv_timeout(&mut [0u8; 64], Duration::from_millis(100)).unwrap_err();
+    assert!(matches!(e.cause(), Cause::TimedOut), "{e}");
 }
 
 /// Writes `bytes` as the whole content of a new shm object `name`.
@@ -506,7 +520,7 @@ fn garbage_objects_are_refused_clearly() {
     let magic = u64::from_le_bytes(*b"IPCKCHAN").to_le_bytes();
     let mut huge_cap = vec![0u8; 8192];
     huge_cap[..8].copy_from_slice(&magic);
-    huge_cap[8..12].copy_from_slice(&1u32.to_le_bytes());
+    huge_cap[8..12].copy_from_slice(&2u32.to_le_bytes()); // layout version 2
     huge_cap[12..16].copy_from_slice(&4096u32.to_le_bytes());
     huge_cap[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
     let mut too_big_for_object = huge_cap.clone();
@@ -587,7 +601,7 @@ fn cli_streams_256_mib_with_matching_sha256() {
     let stat = run(ipcraft().args(["chan", "stat", &name.0]), b"");
     assert_eq!(
         String::from_utf8(stat.stdout).unwrap(),
-        "capacity=1048576 in_flight=0 sender=closed receiver=closed\n"
+        "capacity=1048576 in_flight=0 stream=1 sender=closed receiver=closed\n"
     );
     assert_ok(&run(ipcraft().args(["chan", "rm", &name.0]), b""));
     assert_fails(&run(ipcraft().args(["chan", "stat", &name.0]), b""), 1, "No such file");
@@ -656,7 +670,7 @@ fn cli_create_stat_and_rm() {
     let out = run(ipcraft().args(["chan", "stat", &name.0]), b"");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        "capacity=8192 in_flight=0 sender=absent receiver=absent\n"
+        "capacity=8192 in_flight=0 stream=0 sender=absent receiver=absent\n"
     );
     assert_fails(&run(ipcraft().args(["chan", "create", &name.0]), b""), 1, "File exists");
     assert_fails(
@@ -754,7 +768,10 @@ fn cli_stat_needs_only_read_access() {
     ));
     let out = run(ipcraft_as_other().args(["chan", "stat", &name.0]), b"");
     assert_ok(&out);
-    assert_eq!(out.stdout, b"capacity=4096 in_flight=0 sender=absent receiver=absent\n");
+    assert_eq!(
+        out.stdout,
+        b"capacity=4096 in_flight=0 stream=0 sender=absent receiver=absent\n"
+    );
 }
 
 /// A channel another user made (world-writable, say) is never used without

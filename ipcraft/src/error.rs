@@ -144,6 +144,11 @@ pub enum Cause {
         /// `sender` or `receiver`.
         side: &'static str,
     },
+    /// The sender abandoned the stream (it failed, or was dropped while
+    /// panicking): what it sent before was delivered, but the stream is
+    /// not complete.
+    #[error("the sender aborted the stream")]
+    Aborted,
     /// The other side's process ended without closing its end.
     #[error("the {side} (pid {pid}) died without closing the channel")]
     PeerDied {
@@ -257,7 +262,7 @@ impl Error {
             Cause::ChildFailed(_) => io::ErrorKind::Other,
             Cause::Truncated => io::ErrorKind::UnexpectedEof,
             Cause::Corrupted(_) => io::ErrorKind::InvalidData,
-            Cause::Closed { .. } | Cause::PeerDied { .. } => io::ErrorKind::BrokenPipe,
+            Cause::Closed { .. } | Cause::PeerDied { .. } | Cause::Aborted => io::ErrorKind::BrokenPipe,
             Cause::InUse { .. } => io::ErrorKind::ResourceBusy,
             Cause::ControlTruncated { .. } | Cause::BadSeals(_) => io::ErrorKind::InvalidData,
             Cause::LimitReached { .. } => io::ErrorKind::OutOfMemory,

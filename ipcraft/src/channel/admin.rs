@@ -87,6 +87,10 @@ pub struct ChannelStat {
     pub capacity: u64,
     /// Bytes of frames published and not yet consumed.
     pub in_flight: u64,
+    /// Which stream the channel is on: 0 before any sender attached, then
+    /// one more for each sender that started a new stream (a sender that
+    /// replaces a dead one continues its stream).
+    pub stream: u64,
     /// The sender.
     pub sender: SideState,
     /// The receiver.
@@ -94,12 +98,12 @@ pub struct ChannelStat {
 }
 
 impl fmt::Display for ChannelStat {
-    /// `capacity=N in_flight=N sender=STATE receiver=STATE`
+    /// `capacity=N in_flight=N stream=N sender=STATE receiver=STATE`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "capacity={} in_flight={} sender={} receiver={}",
-            self.capacity, self.in_flight, self.sender, self.receiver
+            "capacity={} in_flight={} stream={} sender={} receiver={}",
+            self.capacity, self.in_flight, self.stream, self.sender, self.receiver
         )
     }
 }
@@ -193,7 +197,8 @@ impl Mapped {
         let head = h.head.0.load(Ordering::Acquire);
         Ok(ChannelStat {
             capacity: mapped.ring.capacity(),
-            in_flight: tail.saturating_sub(head).min(mapped.ring.capacity()),
+            in_flight: tail.wrapping_sub(head).min(mapped.ring.capacity()),
+            stream: h.stream.0.load(Ordering::Acquire),
             sender: mapped.side_state(&h.sender.0, SENDER_LOCK_BYTE)?,
             receiver: mapped.side_state(&h.receiver.0, RECEIVER_LOCK_BYTE)?,
         })

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 
 /// `b"IPCKCHAN"` as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCKCHAN");
-/// Layout version; a channel of another version is refused.
-pub(crate) const VERSION: u32 = 1;
+/// Layout version; a channel of another version is refused. Version 2:
+/// 16-byte frame headers with keyed stamps, in-band end markers, streams.
+pub(crate) const VERSION: u32 = 2;
 /// Bytes before the ring: one page, so the ring is page aligned.
 pub(crate) const HEADER_SIZE: u64 = 4096;
 /// Smallest ring.
@@ -23,7 +24,7 @@ pub const MAX_CAPACITY: u64 = 1 << 30;
 pub(crate) const ABSENT: u32 = 0;
 /// A side is attached (and alive while its lock byte is locked).
 pub(crate) const ATTACHED: u32 = 1;
-/// A side closed its end.
+/// A side closed its end (a sender: after its stream's end marker).
 pub(crate) const CLOSED: u32 = 2;
 
 /// File offset of the byte the sender keeps OFD-locked while alive.
@@ -43,6 +44,8 @@ pub(crate) struct Identity {
     pub version: AtomicU32,
     pub header_size: AtomicU32,
     pub capacity: AtomicU64,
+    /// Mixed into every frame stamp (see `ring`): random per channel.
+    pub key: AtomicU64,
 }
 
 /// One side's rarely-written state.
@@ -57,6 +60,8 @@ pub(crate) struct Side {
     /// Non-zero if this side's fast path uses only a compiler fence, so a
     /// peer going to sleep must issue a membarrier (see `wait`).
     pub light: AtomicU32,
+    /// How many times a process has attached as this side.
+    pub attaches: AtomicU32,
 }
 
 /// The header, at offset 0 of the object.
@@ -70,6 +75,9 @@ pub(crate) struct Header {
     /// futex word a sender waiting for room sleeps on.
     pub head: Line<AtomicU64>,
     pub receiver: Line<Side>,
+    /// The stream the channel is on: 1 for the first sender's, one more for
+    /// each sender that starts after a stream ended (for `stat`).
+    pub stream: Line<AtomicU64>,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);

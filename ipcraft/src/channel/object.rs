@@ -101,12 +101,14 @@ impl Mapped {
     /// Writes the identity of a freshly sized object, magic last.
     pub(super) fn initialise(backing: Backing, capacity: u64, label: String) -> Result<Self> {
         let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
+        let key = random_key();
         // SAFETY: the ring is the `capacity` bytes after the header page of
         // a mapping of HEADER_SIZE + capacity bytes; page aligned.
         let ring = unsafe {
             Ring::new(
                 NonNull::new_unchecked(map.as_mut_ptr().add(HEADER_SIZE as usize)),
                 capacity,
+                key,
             )
         };
         let mapped = Self {
@@ -120,6 +122,7 @@ impl Mapped {
         id.version.store(VERSION, Ordering::Relaxed);
         id.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
         id.capacity.store(capacity, Ordering::Relaxed);
+        id.key.store(key, Ordering::Relaxed);
         // Published last: an opener that sees the magic sees everything above.
         id.magic.store(MAGIC, Ordering::Release);
         Ok(mapped)
@@ -184,6 +187,7 @@ impl Mapped {
                 "capacity {capacity} does not fit in the object ({size} bytes)"
             )));
         }
+        let key = id.key.load(Ordering::Relaxed);
         drop(map);
         let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
         // SAFETY: as in `initialise`: the mapping covers header and ring.
@@ -191,6 +195,7 @@ impl Mapped {
             Ring::new(
                 NonNull::new_unchecked(map.as_mut_ptr().add(HEADER_SIZE as usize)),
                 capacity,
+                key,
             )
         };
         Ok(Self {
@@ -202,27 +207,27 @@ impl Mapped {
         })
     }
 
+    /// A side's state. The liveness lock decides first: a held lock is a
+    /// live process whatever the state word says (another process can
+    /// write that word); only a free lock lets the word tell absent, closed
+    /// and dead apart.
     pub(super) fn side_state(&self, side: &Side, lock_byte: i64) -> Result<SideState> {
+        let alive = sys::ofd_locked_by_other(self.backing.fd(), lock_byte).context("stat channel", &self.label)?;
         let pid = side.pid.load(Ordering::Relaxed);
         Ok(match side.state.load(Ordering::Acquire) {
+            _ if alive => SideState::Alive(pid),
             ABSENT => SideState::Absent,
             CLOSED => SideState::Closed,
-            _ => {
-                let alive =
-                    sys::ofd_locked_by_other(self.backing.fd(), lock_byte).context("stat channel", &self.label)?;
-                if alive {
-                    SideState::Alive(pid)
-                } else {
-                    SideState::Dead(pid)
-                }
-            }
+            _ => SideState::Dead(pid),
         })
     }
 
     /// Takes this side's lock, says whether it uses the light fence, and
     /// marks it attached (in that order: a peer that sees it attached sees
-    /// its fence kind).
-    pub(super) fn attach(&self, side: &Side, lock_byte: i64, name: &'static str, light: bool) -> Result<u32> {
+    /// its fence kind). Returns this process's pid and the state the side
+    /// was in: absent, closed (a predecessor that finished), or attached
+    /// (a predecessor that died: its lock was free).
+    pub(super) fn attach(&self, side: &Side, lock_byte: i64, name: &'static str, light: bool) -> Result<(u32, u32)> {
         const OP: &str = "attach to channel";
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
         if let Err(e) = sys::ofd_lock(self.backing.fd(), lock_byte) {
@@ -239,31 +244,18 @@ impl Mapped {
             }
             return Err(Error::new(OP, &self.label, e));
         }
-        if side.state.load(Ordering::Acquire) == ABSENT {
-            side.light.store(u32::from(light), Ordering::Release);
-        }
-        match side
-            .state
-            .compare_exchange(ABSENT, ATTACHED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => {
-                side.pid.store(pid, Ordering::Release);
-                Ok(pid)
-            }
-            Err(CLOSED) => Err(Error::new(OP, &self.label, Cause::Closed { side: name })),
-            Err(_) => {
-                let old = side.pid.load(Ordering::Relaxed);
-                Err(Error::new(OP, &self.label, Cause::PeerDied { side: name, pid: old }))
-            }
-        }
+        // We hold the lock: whatever was here before is gone, and this side
+        // is ours to take over.
+        side.light.store(u32::from(light), Ordering::Release);
+        side.pid.store(pid, Ordering::Release);
+        side.attaches.fetch_add(1, Ordering::AcqRel);
+        let before = side.state.swap(ATTACHED, Ordering::AcqRel);
+        Ok((pid, before))
     }
 
-    /// Fails with [`Cause::PeerDied`] if `side` is attached but its lock is free.
-    pub(super) fn check_alive(&self, side: &Side, lock_byte: i64, name: &'static str, op: &'static str) -> Result<()> {
-        if let SideState::Dead(pid) = self.side_state(side, lock_byte)? {
-            return Err(Error::new(op, &self.label, Cause::PeerDied { side: name, pid }));
-        }
-        Ok(())
+    /// Whether the peer `side` is alive now, by its lock alone.
+    pub(super) fn peer_alive(&self, lock_byte: i64, op: &'static str) -> Result<bool> {
+        sys::ofd_locked_by_other(self.backing.fd(), lock_byte).context(op, &self.label)
     }
 
     pub(super) fn keep(&mut self) {
@@ -290,6 +282,19 @@ pub(super) trait Endpoint: Sized {
         end.ensure_attached()?;
         Ok(end)
     }
+}
+
+/// A stamp key nobody can predict from the channel's name or time: the
+/// standard library's per-process random hash seed, mixed with the clock.
+fn random_key() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// Which end of a channel a handle is.
@@ -351,11 +356,12 @@ impl Attachment {
     }
 
     /// Attaches this end: takes its liveness lock and marks it attached.
-    pub(super) fn attach(&mut self, mapped: &Mapped) -> Result<()> {
+    pub(super) fn attach(&mut self, mapped: &Mapped) -> Result<u32> {
         self.light = wait::register_fast_path(self.spin);
         let side = self.end.side(mapped.header());
-        self.pid = mapped.attach(side, self.end.lock_byte(), self.end.name(), self.light)?;
-        Ok(())
+        let (pid, before) = mapped.attach(side, self.end.lock_byte(), self.end.name(), self.light)?;
+        self.pid = pid;
+        Ok(before)
     }
 
     /// Whether this end is attached and this process is the one that did.

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::layout::{CLOSED, SENDER_LOCK_BYTE};
+use super::layout::{ATTACHED, CLOSED, SENDER_LOCK_BYTE};
 use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
 use super::ring::{self, Peek};
 use super::wait::{self, Stop, Waiter};
@@ -22,6 +22,13 @@ pub struct Receiver {
     /// Private read position (the shared one is only published).
     head: u64,
     att: Attachment,
+    /// This receiver met the end of its stream (or its abort).
+    ended: bool,
+    /// Whether this receiver has seen a sender alive since it attached.
+    sender_seen: bool,
+    /// The sender's death, found while waiting: reported once everything
+    /// it committed has been delivered.
+    sender_gone: Option<Error>,
 }
 
 impl Receiver {
@@ -53,36 +60,83 @@ impl Receiver {
     /// stream.
     fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
         self.ensure_attached()?;
+        if self.ended {
+            return Ok(None);
+        }
         let ring = self.mapped.ring;
         let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
             ring.prefetch_after(self.head);
-            match ring.peek(self.head).map_err(|c| self.err(Cause::Corrupted(c.0)))? {
+            let observed = match ring.peek(self.head).map_err(|c| self.err(Cause::Corrupted(c.0)))? {
                 Peek::Frame { at, len } => return Ok(Some((at, len))),
                 Peek::Pad(skip) => {
                     self.advance(skip);
                     continue;
                 }
-                Peek::Closed => return Ok(None),
-                Peek::Empty => {}
+                Peek::Closed => {
+                    self.advance(ring::FRAME_ALIGN);
+                    self.ended = true;
+                    return Ok(None);
+                }
+                Peek::Aborted => {
+                    self.advance(ring::FRAME_ALIGN);
+                    self.ended = true;
+                    return Err(self.err(Cause::Aborted));
+                }
+                Peek::Empty(observed) => observed,
+            };
+            // Everything the sender committed is delivered by now: only
+            // then is its death reported.
+            if let Some(e) = self.sender_gone.take() {
+                return Err(e);
             }
             if let Wait::No = wait {
                 return Err(self.err(Cause::Empty));
             }
-            let h = self.mapped.header();
-            let word = ring.stamp_word(self.head);
-            let ready = || word.load(Ordering::SeqCst) != 0;
-            let liveness = || {
-                self.mapped
-                    .check_alive(&h.sender.0, SENDER_LOCK_BYTE, "sender", RECV_OP)
+            let (mapped, seen) = (&self.mapped, &mut self.sender_seen);
+            let h = mapped.header();
+            let head = self.head;
+            let ready = || ring.is_published(head);
+            let mut gone = None;
+            let liveness = || -> std::result::Result<(), ()> {
+                match Self::sender_present(mapped, seen) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        gone = Some(e);
+                        Err(())
+                    }
+                }
             };
             let peer_light = peer_is_light(&h.sender.0);
-            match waiter.pause(&h.receiver.0.sleeping, peer_light, word, 0, ready, liveness) {
+            let word = ring.stamp_word(head);
+            match waiter.pause(&h.receiver.0.sleeping, peer_light, word, observed, ready, liveness) {
                 Ok(()) => {}
                 Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
-                Err(Stop::Failed(e)) => return Err(e),
+                // Look at the ring once more before reporting it.
+                Err(Stop::Failed(())) => self.sender_gone = gone,
             }
         }
+    }
+
+    /// Whether a sender is still there to finish the stream. A live lock
+    /// (whatever the state words say) means yes. With the lock free: a
+    /// sender this receiver saw alive, or one marked attached, died (an
+    /// honest sender that finished wrote an end marker, which this receiver
+    /// would have met first); an absent sender, or one that finished an
+    /// earlier stream, is waited for.
+    fn sender_present(mapped: &Mapped, seen: &mut bool) -> Result<()> {
+        if mapped.peer_alive(SENDER_LOCK_BYTE, RECV_OP)? {
+            *seen = true;
+            return Ok(());
+        }
+        let side = &mapped.header().sender.0;
+        let (state, pid) = (side.state.load(Ordering::Acquire), side.pid.load(Ordering::Relaxed));
+        let cause = match state {
+            ATTACHED => Cause::PeerDied { side: "sender", pid },
+            _ if *seen => Cause::PeerDied { side: "sender", pid },
+            _ => return Ok(()),
+        };
+        Err(Error::new(RECV_OP, &mapped.label, cause))
     }
 
     /// Moves past `bytes` and tells a sender waiting for room.
@@ -180,6 +234,9 @@ impl Endpoint for Receiver {
             mapped,
             head: 0,
             att: Attachment::new(End::Receiver, spin),
+            ended: false,
+            sender_seen: false,
+            sender_gone: None,
         }
     }
 

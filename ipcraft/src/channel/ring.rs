@@ -5,26 +5,35 @@
 //!
 //! # Frames
 //!
-//! A frame is an 8-byte header word followed by the payload, padded to a
-//! multiple of 8 bytes. The header word is one `u64`, stored with a single
-//! release store when the frame is complete:
+//! A frame starts on a 64-byte boundary with a 16-byte header, followed by
+//! the payload, and takes whole 64-byte lines: a message of up to 48 bytes
+//! is one line.
 //!
 //! ```text
-//! bits  0..32  stamp: 0x8000_0000 | (position / 8) as u32   (never 0)
-//! bits 32..64  payload length, or PAD (u32::MAX): skip to the ring's start
+//! word 0  stamp: a keyed hash of the frame's position (never 0), stored last with release order
+//! word 1  payload length, or PAD (skip to the ring's start), CLOSE or ABORT (end of a stream)
 //! ```
 //!
 //! A frame never wraps: when the space left before the ring's end is too
 //! small, the producer publishes a PAD frame there and continues at index 0.
 //!
-//! # Why the consumer never sees stale bytes
+//! # Why the consumer never mistakes old bytes for a frame
 //!
-//! The consumer polls the header word at its position. Before publishing a
-//! frame the producer zeroes the header word of the *next* frame (always in
-//! free space: the producer keeps 8 bytes of slack), so the word the
-//! consumer polls is 0 until the producer's release store makes it the
-//! frame's header. A header that is neither 0 nor the stamp the position
-//! implies means the memory was scribbled on: [`Corrupted`].
+//! The consumer polls word 0 at its position and takes the frame only when
+//! it equals the stamp of that position. Stamps are a bijective hash of the
+//! full 64-bit position mixed with a key chosen when the channel is made,
+//! so no header from an earlier lap (a different position) matches, and
+//! payload bytes match only by a 1-in-2^63 accident. Nothing has to be
+//! cleared ahead of the consumer, so publishing a message writes only the
+//! lines the message occupies.
+//!
+//! # End of a stream
+//!
+//! A CLOSE or ABORT marker is a one-line frame. The producer always leaves
+//! one line free, so a marker fits whenever the stream ends; the consumer
+//! consumes it like any frame. Streams follow each other in the ring: a
+//! new producer continues after the marker, and a consumer that meets the
+//! marker has reached the end of its stream.
 //!
 //! # Trusting nothing
 //!
@@ -38,16 +47,18 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Bytes of the frame header word.
-pub(crate) const FRAME_HEADER: u64 = 8;
-/// Frames start on this boundary.
+/// Bytes of the frame header.
+pub(crate) const FRAME_HEADER: u64 = 16;
+/// Frames start on this boundary: one cache line.
 pub(crate) const FRAME_ALIGN: u64 = 64;
 /// Length value of a padding frame.
 pub(crate) const PAD: u32 = u32::MAX;
 /// Length value of the end-of-stream marker.
 pub(crate) const CLOSE: u32 = u32::MAX - 1;
-/// Bytes the producer always leaves free, for the next frame's zeroed header.
-pub(crate) const SLACK: u64 = 8;
+/// Length value of the marker of a stream its sender abandoned.
+pub(crate) const ABORT: u32 = u32::MAX - 2;
+/// Bytes the producer always leaves free: room for an end marker.
+pub(crate) const SLACK: u64 = FRAME_ALIGN;
 
 /// What was wrong with a value read from shared memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,27 +69,20 @@ pub(crate) fn frame_size(len: u64) -> u64 {
     (FRAME_HEADER + len).div_ceil(FRAME_ALIGN) * FRAME_ALIGN
 }
 
-/// The stamp a header at `pos` must carry.
-pub(crate) fn stamp(pos: u64) -> u32 {
-    0x8000_0000 | (pos >> 3) as u32
-}
-
-/// The header word of a frame of `len` bytes (or [`PAD`]) at `pos`.
-pub(crate) fn encode(pos: u64, len: u32) -> u64 {
-    (u64::from(len) << 32) | u64::from(stamp(pos))
-}
-
 /// What the consumer found at its position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peek {
-    /// Nothing published yet.
-    Empty,
+    /// Nothing published yet; the low half of the word seen there (the
+    /// value to sleep on).
+    Empty(u32),
     /// A padding frame: skip this many bytes to the ring's start.
     Pad(u64),
     /// A frame whose payload of `len` bytes starts at ring index `at`.
     Frame { at: u64, len: u64 },
-    /// The producer closed the stream here.
+    /// The stream ended here (a one-line marker to consume).
     Closed,
+    /// The stream's sender abandoned it here (a one-line marker to consume).
+    Aborted,
 }
 
 /// What the producer may do for a frame at its position.
@@ -139,30 +143,32 @@ impl Memory for Raw {
     }
 }
 
-/// A ring of `capacity` bytes (a power of two) in memory `M`.
+/// A ring of `capacity` bytes (a power of two) in memory `M`, whose frames
+/// are stamped with `key`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ring<M = Raw> {
     mem: M,
     capacity: u64,
+    key: u64,
 }
 
 impl Ring<Raw> {
     /// # Safety
     ///
-    /// `base` must point to `capacity` bytes, 8-byte aligned, that stay
+    /// `base` must point to `capacity` bytes, 64-byte aligned, that stay
     /// mapped for as long as this `Ring` (or a copy) is used; `capacity`
-    /// must be a power of two of at least 128.
-    pub(crate) unsafe fn new(base: NonNull<u8>, capacity: u64) -> Self {
-        debug_assert_eq!(base.as_ptr() as usize % 8, 0);
-        Self::with_memory(Raw(base), capacity)
+    /// must be a power of two of at least 256.
+    pub(crate) unsafe fn new(base: NonNull<u8>, capacity: u64, key: u64) -> Self {
+        debug_assert_eq!(base.as_ptr() as usize % 64, 0);
+        Self::with_memory(Raw(base), capacity, key)
     }
 
-    /// Address of the low half of the header word at `pos` (the stamp): the
-    /// futex word a waiting consumer sleeps on.
+    /// Address of the low half of the stamp word at `pos`: the futex word a
+    /// waiting consumer sleeps on.
     pub(crate) fn stamp_word(&self, pos: u64) -> &std::sync::atomic::AtomicU32 {
         let idx = self.index(pos);
         // SAFETY: as in `Raw::word`; the low 4 bytes of the (little-endian)
-        // header word hold the stamp, and futex only needs their address.
+        // stamp word are an aligned u32, and futex only needs their address.
         unsafe { &*(self.mem.0.as_ptr().add(idx as usize) as *const std::sync::atomic::AtomicU32) }
     }
 
@@ -173,7 +179,7 @@ impl Ring<Raw> {
         unsafe { self.mem.0.as_ptr().add(idx as usize) }
     }
 
-    /// Hints the CPU to fetch the cache line after the header at `head`, so
+    /// Hints the CPU to fetch the cache line after the frame at `head`, so
     /// a frame spanning two lines arrives in one round of coherence traffic
     /// instead of two. A prefetch never faults and changes nothing.
     #[inline(always)]
@@ -191,30 +197,43 @@ impl Ring<Raw> {
 }
 
 impl<M: Memory> Ring<M> {
-    /// A ring over `mem`; `capacity` must be a power of two of at least 128.
-    pub(crate) fn with_memory(mem: M, capacity: u64) -> Self {
-        debug_assert!(capacity.is_power_of_two() && capacity >= 2 * FRAME_ALIGN);
-        Self { mem, capacity }
+    /// A ring over `mem`; `capacity` must be a power of two of at least 256.
+    pub(crate) fn with_memory(mem: M, capacity: u64, key: u64) -> Self {
+        debug_assert!(capacity.is_power_of_two() && capacity >= 4 * FRAME_ALIGN);
+        Self { mem, capacity, key }
     }
 
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
     }
 
-    /// The largest payload one frame can carry.
+    /// The largest payload one frame can carry: the largest frame that
+    /// leaves a line free for an end marker.
     pub(crate) fn max_len(&self) -> u64 {
-        // The largest aligned frame that leaves the slack word free.
-        self.capacity - FRAME_ALIGN.max(SLACK) - FRAME_HEADER
+        self.capacity - SLACK - FRAME_HEADER
     }
 
     fn index(&self, pos: u64) -> u64 {
         pos & (self.capacity - 1)
     }
 
-    /// The header word at ring index `idx` (8-aligned, in bounds).
-    fn header(&self, idx: u64) -> &M::Word {
-        debug_assert!(idx % 8 == 0 && idx + 8 <= self.capacity);
-        self.mem.word(idx)
+    /// The stamp a frame at `pos` carries: a bijection of the position (a
+    /// multiply by an odd constant), keyed, with the low bit set so it is
+    /// never 0.
+    #[inline(always)]
+    pub(crate) fn stamp(&self, pos: u64) -> u64 {
+        (pos ^ self.key).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+    }
+
+    /// The two header words of the frame at ring index `idx` (64-aligned).
+    fn words(&self, idx: u64) -> (&M::Word, &M::Word) {
+        debug_assert!(idx % FRAME_ALIGN == 0 && idx + FRAME_HEADER <= self.capacity);
+        (self.mem.word(idx), self.mem.word(idx + 8))
+    }
+
+    /// Whether a frame (or marker) is published at `pos`.
+    pub(crate) fn is_published(&self, pos: u64) -> bool {
+        self.words(self.index(pos)).0.load(Ordering::SeqCst) == self.stamp(pos)
     }
 
     // ---- producer ----
@@ -224,11 +243,11 @@ impl<M: Memory> Ring<M> {
     ///
     /// Positions count bytes modulo 2^64, so the checks are modular: the
     /// head must lie on the way from the last accepted head to the tail, at
-    /// most `capacity` behind the tail.
+    /// most `capacity` behind the tail, on a frame boundary.
     pub(crate) fn check_head(&self, head: u64, last_head: u64, tail: u64) -> Result<(), Corrupted> {
         let behind = tail.wrapping_sub(head);
         let advanced = head.wrapping_sub(last_head);
-        if advanced > tail.wrapping_sub(last_head) || behind > self.capacity || head % 8 != 0 {
+        if advanced > tail.wrapping_sub(last_head) || behind > self.capacity || head % FRAME_ALIGN != 0 {
             return Err(Corrupted(format!(
                 "read position {head} is impossible (last {last_head}, write position {tail})"
             )));
@@ -236,10 +255,15 @@ impl<M: Memory> Ring<M> {
         Ok(())
     }
 
+    /// Bytes free with the producer at `tail` and the consumer at `head`.
+    pub(crate) fn free(&self, tail: u64, head: u64) -> u64 {
+        self.capacity.saturating_sub(tail.wrapping_sub(head))
+    }
+
     /// Whether a frame of `len` bytes can go at `tail` with the consumer at
     /// `head` (checked: at most `capacity` behind).
     pub(crate) fn room(&self, tail: u64, head: u64, len: u64) -> Room {
-        let free = self.capacity.saturating_sub(tail.wrapping_sub(head));
+        let free = self.free(tail, head);
         let need = frame_size(len);
         let contiguous = self.capacity - self.index(tail);
         if need <= contiguous {
@@ -255,30 +279,35 @@ impl<M: Memory> Ring<M> {
         }
     }
 
+    /// Publishes a header of kind or length `value` at `tail` (payload
+    /// already written): the length word first, the stamp last with release
+    /// order.
+    fn publish_header(&self, tail: u64, value: u32) {
+        let (stamp, len) = self.words(self.index(tail));
+        len.store(u64::from(value), Ordering::Relaxed);
+        stamp.store(self.stamp(tail), Ordering::Release);
+    }
+
     /// Publishes a padding frame of `size` bytes at `tail` (as returned by
     /// [`room`](Self::room)); returns the new tail.
     pub(crate) fn publish_pad(&self, tail: u64, size: u64) -> u64 {
-        let next = tail.wrapping_add(size);
-        self.header(self.index(next)).store(0, Ordering::Relaxed);
-        self.header(self.index(tail))
-            .store(encode(tail, PAD), Ordering::Release);
-        next
-    }
-
-    /// Marks the end of the stream at `tail` (the always-free slack word).
-    pub(crate) fn publish_close(&self, tail: u64) {
-        self.header(self.index(tail))
-            .store(encode(tail, CLOSE), Ordering::SeqCst);
+        self.publish_header(tail, PAD);
+        tail.wrapping_add(size)
     }
 
     /// Publishes the frame of `len` bytes whose payload was written at
     /// `payload_index(tail)`; returns the new tail.
     pub(crate) fn publish(&self, tail: u64, len: u64) -> u64 {
-        let next = tail.wrapping_add(frame_size(len));
-        self.header(self.index(next)).store(0, Ordering::Relaxed);
-        self.header(self.index(tail))
-            .store(encode(tail, len as u32), Ordering::Release);
-        next
+        self.publish_header(tail, len as u32);
+        tail.wrapping_add(frame_size(len))
+    }
+
+    /// Publishes an end marker ([`CLOSE`] or [`ABORT`]) at `tail`, which
+    /// needs one free line; returns the new tail.
+    pub(crate) fn publish_marker(&self, tail: u64, kind: u32) -> u64 {
+        debug_assert!(kind == CLOSE || kind == ABORT);
+        self.publish_header(tail, kind);
+        tail.wrapping_add(FRAME_ALIGN)
     }
 
     /// Ring index of the payload of a frame at `pos`.
@@ -286,36 +315,58 @@ impl<M: Memory> Ring<M> {
         self.index(pos) + FRAME_HEADER
     }
 
+    /// Where the frames committed from `tail` on end, and whether the last
+    /// one was an end marker: what a producer that replaces a dead one
+    /// continues from (its predecessor may have published a frame without
+    /// publishing its new position). Stops at `capacity` bytes past `head`.
+    pub(crate) fn committed_end(&self, mut tail: u64, head: u64) -> Result<(u64, bool), Corrupted> {
+        let mut ended = false;
+        while tail.wrapping_sub(head) < self.capacity {
+            match self.peek(tail)? {
+                Peek::Empty(_) => break,
+                Peek::Pad(skip) => tail = tail.wrapping_add(skip),
+                Peek::Frame { len, .. } => {
+                    tail = tail.wrapping_add(frame_size(len));
+                    ended = false;
+                }
+                Peek::Closed | Peek::Aborted => {
+                    tail = tail.wrapping_add(FRAME_ALIGN);
+                    ended = true;
+                }
+            }
+        }
+        if tail.wrapping_sub(head) > self.capacity {
+            return Err(Corrupted(format!("frames run past the ring from position {head}")));
+        }
+        Ok((tail, ended))
+    }
+
     // ---- consumer ----
 
     /// Reads and checks the header at the consumer's `head`.
     pub(crate) fn peek(&self, head: u64) -> Result<Peek, Corrupted> {
         let idx = self.index(head);
-        let word = self.header(idx).load(Ordering::Acquire);
-        if word == 0 {
-            return Ok(Peek::Empty);
+        let (stamp, len) = self.words(idx);
+        let word = stamp.load(Ordering::Acquire);
+        if word != self.stamp(head) {
+            return Ok(Peek::Empty(word as u32));
         }
-        let (got, len) = (word as u32, (word >> 32) as u32);
-        if got != stamp(head) {
-            return Err(Corrupted(format!(
-                "frame header at position {head} has stamp {got:#x}, expected {:#x}",
-                stamp(head)
-            )));
-        }
+        let len = len.load(Ordering::Relaxed);
         let contiguous = self.capacity - idx;
-        if len == CLOSE {
-            return Ok(Peek::Closed);
-        }
-        if len == PAD {
-            if idx == 0 {
-                return Err(Corrupted(format!(
-                    "padding frame at the ring's start (position {head})"
-                )));
+        match u32::try_from(len) {
+            Ok(CLOSE) => return Ok(Peek::Closed),
+            Ok(ABORT) => return Ok(Peek::Aborted),
+            Ok(PAD) => {
+                if idx == 0 {
+                    return Err(Corrupted(format!(
+                        "padding frame at the ring's start (position {head})"
+                    )));
+                }
+                return Ok(Peek::Pad(contiguous));
             }
-            return Ok(Peek::Pad(contiguous));
+            _ => {}
         }
-        let len = u64::from(len);
-        if frame_size(len) > contiguous || len > self.max_len() {
+        if len > self.max_len() || frame_size(len) > contiguous {
             return Err(Corrupted(format!(
                 "frame of {len} bytes at position {head} overruns the ring ({contiguous} bytes to its end)"
             )));
@@ -437,17 +488,24 @@ unsafe fn opaque_copy(dst: *mut u8, src: *const u8, len: usize) {
 mod tests {
     use super::*;
 
-    /// A ring over an 8-aligned heap buffer.
+    /// One cache line of the heap buffer.
+    #[repr(C, align(64))]
+    #[derive(Clone, Copy)]
+    struct Line([u64; 8]);
+
+    /// A ring over a 64-aligned heap buffer.
     struct HeapRing {
-        _buf: Vec<u64>,
+        _buf: Vec<Line>,
         ring: Ring,
     }
 
+    const KEY: u64 = 0x5eed_1234_abcd_0001;
+
     fn heap(capacity: u64) -> HeapRing {
-        let mut buf = vec![0u64; capacity as usize / 8];
+        let mut buf = vec![Line([0; 8]); capacity as usize / 64];
         let base = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: the buffer is 8-aligned, `capacity` bytes, and outlives the ring.
-        let ring = unsafe { Ring::new(base, capacity) };
+        // SAFETY: the buffer is 64-aligned, `capacity` bytes, and outlives the ring.
+        let ring = unsafe { Ring::new(base, capacity, KEY) };
         HeapRing { _buf: buf, ring }
     }
 
@@ -478,7 +536,7 @@ mod tests {
         fn try_recv(&mut self) -> Option<Vec<u8>> {
             loop {
                 match self.ring.peek(self.head).unwrap() {
-                    Peek::Empty | Peek::Closed => return None,
+                    Peek::Empty(_) | Peek::Closed | Peek::Aborted => return None,
                     Peek::Pad(skip) => self.head = self.head.wrapping_add(skip),
                     Peek::Frame { at, len } => {
                         let mut out = vec![0u8; len as usize];
@@ -560,20 +618,71 @@ mod tests {
         assert_eq!(m.try_recv().unwrap(), vec![8u8; max]);
     }
 
+    /// Writes a header (stamp word and length word) at `pos` as a peer could.
+    fn scribble(ring: &Ring, pos: u64, stamp: u64, len: u64) {
+        let (s, l) = ring.words(ring.index(pos));
+        l.store(len, Ordering::Relaxed);
+        s.store(stamp, Ordering::Release);
+    }
+
     #[test]
     fn scribbled_headers_are_detected() {
         let h = heap(256);
         let ring = h.ring;
-        ring.header(0).store(0x1234, Ordering::Relaxed);
-        assert!(ring.peek(0).is_err(), "wrong stamp");
-        ring.header(0).store(encode(0, 10_000), Ordering::Relaxed);
+        scribble(&ring, 0, 0x1234, 5);
+        assert_eq!(ring.peek(0).unwrap(), Peek::Empty(0x1234), "wrong stamp: not a frame");
+        scribble(&ring, 0, ring.stamp(256), 5);
+        assert!(
+            matches!(ring.peek(0).unwrap(), Peek::Empty(_)),
+            "a later lap's stamp is not this lap's"
+        );
+        scribble(&ring, 0, ring.stamp(0), 10_000);
         assert!(ring.peek(0).is_err(), "overrun");
-        ring.header(0).store(encode(0, PAD), Ordering::Relaxed);
+        scribble(&ring, 0, ring.stamp(0), u64::from(PAD));
         assert!(ring.peek(0).is_err(), "pad at start");
-        ring.header(0).store(encode(0, 245), Ordering::Relaxed);
+        scribble(&ring, 0, ring.stamp(0), ring.max_len() + 1);
         assert!(ring.peek(0).is_err(), "longer than max_len");
-        ring.header(0).store(encode(0, 5), Ordering::Relaxed);
-        assert_eq!(ring.peek(0).unwrap(), Peek::Frame { at: 8, len: 5 });
+        scribble(&ring, 0, ring.stamp(0), 1 << 40);
+        assert!(ring.peek(0).is_err(), "a length past u32");
+        scribble(&ring, 0, ring.stamp(0), 5);
+        assert_eq!(ring.peek(0).unwrap(), Peek::Frame { at: 16, len: 5 });
+    }
+
+    #[test]
+    fn stamps_differ_for_every_position_and_key() {
+        let h = heap(256);
+        let other = Ring::with_memory(h.ring.mem, 256, KEY ^ 1);
+        let mut seen = std::collections::HashSet::new();
+        for slot in 0..10_000u64 {
+            let pos = slot * FRAME_ALIGN;
+            assert!(seen.insert(h.ring.stamp(pos)));
+            assert_ne!(h.ring.stamp(pos), other.stamp(pos));
+            assert_ne!(h.ring.stamp(pos), 0);
+        }
+    }
+
+    #[test]
+    fn markers_end_streams_and_a_new_producer_finds_where_to_continue() {
+        let h = heap(256);
+        let mut m = Model {
+            ring: h.ring,
+            tail: 0,
+            head: 0,
+        };
+        assert!(m.try_send(b"one"));
+        assert!(m.try_send(&[2u8; 60]));
+        // A producer died after publishing a frame but before publishing
+        // its position: the replacement finds the frame and continues after it.
+        let published_tail = 0;
+        assert_eq!(m.ring.committed_end(published_tail, 0).unwrap(), (m.tail, false));
+        m.tail = m.ring.publish_marker(m.tail, CLOSE);
+        assert_eq!(m.ring.committed_end(0, 0).unwrap(), (m.tail, true));
+        assert_eq!(m.try_recv().unwrap(), b"one");
+        assert_eq!(m.try_recv().unwrap(), vec![2u8; 60]);
+        assert_eq!(m.ring.peek(m.head).unwrap(), Peek::Closed);
+        m.head += FRAME_ALIGN;
+        assert!(m.try_send(b"next stream"));
+        assert_eq!(m.try_recv().unwrap(), b"next stream");
     }
 
     #[test]
@@ -584,7 +693,7 @@ mod tests {
         assert!(r.check_head(72, 0, 64).is_err(), "ahead of tail");
         assert!(r.check_head(0, 0, 300).is_err(), "more than capacity behind");
         assert!(r.check_head(3, 0, 64).is_err(), "unaligned");
-        assert!(r.check_head(32, 16, 64).is_ok());
+        assert!(r.check_head(64, 0, 128).is_ok());
     }
 
     mod properties {
@@ -644,17 +753,17 @@ mod tests {
             /// Whatever another process writes into a header, peek either
             /// refuses it or describes a frame that lies inside the ring.
             #[test]
-            fn peek_never_points_outside(cap_shift in 8u32..13, slot in 0u64..64, word in any::<u64>(), stamp_ok in any::<bool>()) {
+            fn peek_never_points_outside(cap_shift in 8u32..13, slot in 0u64..64, word in any::<u64>(), len in any::<u64>(), stamp_ok in any::<bool>()) {
                 let cap = 1u64 << cap_shift;
                 let h = heap(cap);
                 let pos = (slot * FRAME_ALIGN) % cap + cap * 3;
-                let word = if stamp_ok { (word & !0xffff_ffff) | u64::from(stamp(pos)) } else { word };
-                h.ring.header(h.ring.index(pos)).store(word, Ordering::Relaxed);
+                let word = if stamp_ok { h.ring.stamp(pos) } else { word };
+                scribble(&h.ring, pos, word, len);
                 match h.ring.peek(pos) {
                     Ok(Peek::Frame { at, len }) => prop_assert!(at + len <= cap && len <= h.ring.max_len()),
                     Ok(Peek::Pad(skip)) => prop_assert!(h.ring.index(pos) + skip == cap && skip > 0),
-                    Ok(Peek::Empty) => prop_assert_eq!(word, 0),
-                    Ok(Peek::Closed) | Err(_) => {}
+                    Ok(Peek::Empty(_)) => prop_assert_ne!(word, h.ring.stamp(pos)),
+                    Ok(Peek::Closed) | Ok(Peek::Aborted) | Err(_) => {}
                 }
             }
 
@@ -666,7 +775,7 @@ mod tests {
                 let h = heap(cap);
                 if h.ring.check_head(head, last, tail).is_ok() {
                     prop_assert!(head.wrapping_sub(last) <= tail.wrapping_sub(last));
-                    prop_assert!(tail.wrapping_sub(head) <= cap && head % 8 == 0);
+                    prop_assert!(tail.wrapping_sub(head) <= cap && head % FRAME_ALIGN == 0);
                     prop_assert!(matches!(h.ring.room(tail, head, 0), Room::Fits | Room::Pad(_) | Room::Full));
                 }
             }
@@ -743,6 +852,7 @@ mod loom_model {
             let ring = Arc::new(Ring::with_memory(
                 Words((0..CAP / 8).map(|_| LoomU64::new(0)).collect()),
                 CAP,
+                0x5eed,
             ));
             let head = Arc::new(LoomU64::new(0));
             let (pring, phead) = (ring.clone(), head.clone());
@@ -775,12 +885,12 @@ mod loom_model {
             let mut got = 0;
             while got < LENS.len() {
                 match ring.peek(pos).expect("a stale or torn header") {
-                    Peek::Empty => loom::thread::yield_now(),
+                    Peek::Empty(_) => loom::thread::yield_now(),
                     Peek::Pad(skip) => {
                         pos += skip;
                         head.store(pos, Ordering::Release);
                     }
-                    Peek::Closed => panic!("no close was sent"),
+                    Peek::Closed | Peek::Aborted => panic!("no end was sent"),
                     Peek::Frame { at, len } => {
                         assert_eq!(len, LENS[got]);
                         for w in 0..len / 8 {

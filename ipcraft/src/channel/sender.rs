@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::layout::{CLOSED, RECEIVER_LOCK_BYTE};
+use super::layout::{ATTACHED, CLOSED, RECEIVER_LOCK_BYTE};
 use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
 use super::ring::{self, Room};
 use super::wait::{self, Stop, Waiter};
@@ -81,6 +81,11 @@ pub struct Sender {
     head: u64,
     att: Attachment,
     closed: bool,
+    /// Whether this sender has seen a receiver alive (its lock held) since
+    /// it attached: a receiver gone after that left this stream.
+    receiver_seen: bool,
+    /// How many receivers had attached when this sender did.
+    receivers_before: u32,
 }
 
 impl Sender {
@@ -114,79 +119,135 @@ impl Sender {
         Error::new(SEND_OP, &self.mapped.label, cause)
     }
 
+    /// Fails unless this sender may still send, and attaches it.
+    fn check_open(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(self.err(Cause::Closed { side: "sender" }));
+        }
+        self.ensure_attached()
+    }
+
+    /// Loads and checks the receiver's position.
+    fn load_head(&mut self) -> Result<u64> {
+        let head = self.mapped.header().head.0.load(Ordering::Acquire);
+        self.mapped
+            .ring
+            .check_head(head, self.head, self.tail)
+            .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
+        self.head = head;
+        Ok(head)
+    }
+
+    /// Whether the receiver is still there for this stream. A live lock
+    /// (whatever the state words say) means yes. With the lock free: a
+    /// receiver this sender saw alive, or one that attached since this
+    /// sender did, has left (closed) or died; one that was absent or had
+    /// finished before this sender came is not waited on in vain, as the
+    /// next receiver may still come.
+    fn receiver_present(mapped: &Mapped, seen: &mut bool, receivers_before: u32) -> Result<()> {
+        if mapped.peer_alive(RECEIVER_LOCK_BYTE, SEND_OP)? {
+            *seen = true;
+            return Ok(());
+        }
+        let side = &mapped.header().receiver.0;
+        let (state, pid) = (side.state.load(Ordering::Acquire), side.pid.load(Ordering::Relaxed));
+        let since = side.attaches.load(Ordering::Acquire) != receivers_before;
+        let cause = match state {
+            CLOSED if *seen || since => Cause::Closed { side: "receiver" },
+            ATTACHED => Cause::PeerDied { side: "receiver", pid },
+            _ if *seen => Cause::PeerDied { side: "receiver", pid },
+            _ => return Ok(()),
+        };
+        Err(Error::new(SEND_OP, &mapped.label, cause))
+    }
+
+    /// Waits until `enough(head)` holds for the receiver's position,
+    /// sleeping on it, and checking that the receiver is still there
+    /// whenever a sleep times out (after looking at its position once more:
+    /// what it took before it went, it took).
+    fn wait_for_head(&mut self, wait: Wait, mut enough: impl FnMut(u64) -> bool) -> Result<()> {
+        let mut waiter = Waiter::new(self.att.spin, wait.deadline());
+        loop {
+            let head = self.load_head()?;
+            if enough(head) {
+                return Ok(());
+            }
+            if let Wait::No = wait {
+                return Err(self.err(Cause::Full));
+            }
+            let (mapped, seen, before) = (&self.mapped, &mut self.receiver_seen, self.receivers_before);
+            let h = mapped.header();
+            let word = low_half(&h.head.0);
+            let ready = || h.head.0.load(Ordering::SeqCst) != head;
+            let mut gone = None;
+            let liveness = || -> std::result::Result<(), ()> {
+                match Self::receiver_present(mapped, seen, before) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        gone = Some(e);
+                        Err(())
+                    }
+                }
+            };
+            let peer_light = peer_is_light(&h.receiver.0);
+            match waiter.pause(&h.sender.0.sleeping, peer_light, word, head as u32, ready, liveness) {
+                Ok(()) => {}
+                Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
+                Err(Stop::Failed(())) => {
+                    if enough(self.load_head()?) {
+                        return Ok(());
+                    }
+                    return Err(gone.unwrap_or_else(|| self.err(Cause::Closed { side: "receiver" })));
+                }
+            }
+        }
+    }
+
     /// Makes room for a frame of `len` bytes at `self.tail`.
     fn make_room(&mut self, len: usize, wait: Wait) -> Result<()> {
-        if len as u64 > self.mapped.ring.max_len() {
+        let ring = self.mapped.ring;
+        if len as u64 > ring.max_len() {
             return Err(self.err(Cause::TooLarge {
                 len,
                 limit: self.max_message_len(),
                 limit_name: "the channel's largest message",
             }));
         }
-        if self.closed {
-            return Err(self.err(Cause::Closed { side: "sender" }));
-        }
-        self.ensure_attached()?;
-        let ring = self.mapped.ring;
-        let mut waiter = Waiter::new(self.att.spin, wait.deadline());
+        self.check_open()?;
         loop {
-            let h = self.mapped.header();
-            if h.receiver.0.state.load(Ordering::Relaxed) == CLOSED {
-                return Err(self.err(Cause::Closed { side: "receiver" }));
-            }
             match ring.room(self.tail, self.head, len as u64) {
                 Room::Fits => return Ok(()),
                 Room::Pad(size) => {
                     let at = self.tail;
-                    self.tail = ring.publish_pad(self.tail, size);
-                    h.tail.0.store(self.tail, Ordering::Release);
-                    wait::light_fence(self.att.light);
-                    if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
-                        wait::wake(ring.stamp_word(at));
-                    }
+                    self.tail = ring.publish_pad(at, size);
+                    self.announce(at);
                     continue;
                 }
                 Room::Full => {}
             }
-            // Out of room by our cached view: load the consumer's position.
-            let head = h.head.0.load(Ordering::Acquire);
-            ring.check_head(head, self.head, self.tail)
-                .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
-            if head != self.head {
-                self.head = head;
-                continue;
-            }
-            if let Wait::No = wait {
-                return Err(self.err(Cause::Full));
-            }
-            let seen = head as u32;
-            let word = low_half(&h.head.0);
-            let ready =
-                || h.head.0.load(Ordering::SeqCst) != head || h.receiver.0.state.load(Ordering::SeqCst) == CLOSED;
-            let liveness = || {
-                self.mapped
-                    .check_alive(&h.receiver.0, RECEIVER_LOCK_BYTE, "receiver", SEND_OP)
-            };
-            let peer_light = peer_is_light(&h.receiver.0);
-            match waiter.pause(&h.sender.0.sleeping, peer_light, word, seen, ready, liveness) {
-                Ok(()) => {}
-                Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
-                Err(Stop::Failed(e)) => return Err(e),
-            }
+            let tail = self.tail;
+            self.wait_for_head(wait, |head| !matches!(ring.room(tail, head, len as u64), Room::Full))?;
         }
     }
 
-    /// Publishes the frame of `len` bytes written at the current position.
-    fn publish(&mut self, len: usize) {
-        let ring = self.mapped.ring;
-        let at = self.tail;
-        self.tail = ring.publish(at, len as u64);
+    /// Publishes the new tail and wakes a sleeping receiver, whose futex
+    /// word is the stamp word at `at` (the frame just published).
+    #[inline(always)]
+    fn announce(&mut self, at: u64) {
         let h = self.mapped.header();
         h.tail.0.store(self.tail, Ordering::Release);
         wait::light_fence(self.att.light);
         if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
-            wait::wake(ring.stamp_word(at));
+            wait::wake(self.mapped.ring.stamp_word(at));
         }
+    }
+
+    /// Publishes the frame of `len` bytes written at the current position.
+    #[inline(always)]
+    fn publish(&mut self, len: usize) {
+        let at = self.tail;
+        self.tail = self.mapped.ring.publish(at, len as u64);
+        self.announce(at);
     }
 
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
@@ -251,24 +312,80 @@ impl Sender {
         Ok(SendSlot { tx: self, len })
     }
 
-    /// Ends the stream: the receiver gets what was sent, then `Ok(None)`.
-    /// Dropping the sender does the same.
-    pub fn close(mut self) -> Result<()> {
-        self.close_inner()
+    /// Waits until the receiver has taken every message sent so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::PeerDied`] if the receiver died, [`Cause::Closed`] if it
+    /// left, with messages still in the ring; no error if no receiver has
+    /// come yet, only the wait (a receiver that comes takes them).
+    pub fn flush(&mut self) -> Result<()> {
+        self.flush_with(Wait::Forever)
     }
 
-    fn close_inner(&mut self) -> Result<()> {
-        let was_closed = std::mem::replace(&mut self.closed, true);
-        // After fork, only the process that attached may close.
-        if was_closed || !self.att.is_mine() {
+    /// [`flush`](Self::flush), waiting at most `timeout` ([`Cause::TimedOut`]).
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.flush_with(Wait::timeout(timeout))
+    }
+
+    fn flush_with(&mut self, wait: Wait) -> Result<()> {
+        self.ensure_attached()?;
+        let tail = self.tail;
+        self.wait_for_head(wait, |head| head == tail)
+    }
+
+    /// Ends the stream: the receiver gets what was sent, then `Ok(None)`.
+    /// Dropping the sender does the same (or aborts the stream when the
+    /// thread is panicking). Returns once the end is in the ring, without
+    /// waiting for the receiver: see [`close_timeout`](Self::close_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush), when the ring is full and the end marker
+    /// must wait for room.
+    pub fn close(mut self) -> Result<()> {
+        self.end_stream(ring::CLOSE, Wait::Forever)
+    }
+
+    /// Ends the stream and waits, at most `timeout`, until the receiver has
+    /// taken everything, the end included: success means the receiver got
+    /// every byte.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::TimedOut`], [`Cause::PeerDied`], [`Cause::Closed`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Result<()> {
+        let wait = Wait::timeout(timeout);
+        self.end_stream(ring::CLOSE, wait)?;
+        self.flush_with(wait)
+    }
+
+    /// Abandons the stream: the receiver gets what was sent, then
+    /// [`Cause::Aborted`] instead of the end of stream, so a failure on the
+    /// sending side never looks like a complete stream.
+    pub fn abort(mut self) -> Result<()> {
+        self.end_stream(ring::ABORT, Wait::Forever)
+    }
+
+    /// Publishes an end marker (waiting as `wait` allows for its line) and
+    /// marks this side closed, in that order: a receiver that sees the
+    /// state sees the marker.
+    fn end_stream(&mut self, marker: u32, wait: Wait) -> Result<()> {
+        // After fork, only the process that attached may end the stream.
+        if self.closed || !self.att.is_mine() {
+            self.closed = true;
             return Ok(());
         }
+        let ring = self.mapped.ring;
+        let tail = self.tail;
+        self.wait_for_head(wait, |head| ring.free(tail, head) >= ring::FRAME_ALIGN)?;
+        self.closed = true;
+        let at = self.tail;
+        self.tail = ring.publish_marker(at, marker);
+        self.announce(at);
         let h = self.mapped.header();
         h.sender.0.state.store(CLOSED, Ordering::SeqCst);
-        // The receiver polls the header word at our position: mark it too,
-        // so a receiver about to sleep there sees the end at once.
-        self.mapped.ring.publish_close(self.tail);
-        wait::wake(self.mapped.ring.stamp_word(self.tail));
+        wait::wake(ring.stamp_word(at));
         Ok(())
     }
 }
@@ -283,6 +400,8 @@ impl Endpoint for Sender {
             head: 0,
             att: Attachment::new(End::Sender, spin),
             closed: false,
+            receiver_seen: false,
+            receivers_before: 0,
         }
     }
 
@@ -303,7 +422,22 @@ impl Endpoint for Sender {
             .ring
             .check_head(head, head, tail)
             .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
-        self.att.attach(&self.mapped)?;
+        self.receivers_before = h.receiver.0.attaches.load(Ordering::Acquire);
+        let before = self.att.attach(&self.mapped)?;
+        // A predecessor that died may have published frames without
+        // publishing its position: continue after the last committed one
+        // (a frame it reserved but never committed is never delivered).
+        let (tail, ended) = self
+            .mapped
+            .ring
+            .committed_end(tail, head)
+            .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
+        h.tail.0.store(tail, Ordering::Release);
+        // A new stream starts unless this sender takes over one whose sender
+        // died mid-stream.
+        if before != ATTACHED || ended {
+            h.stream.0.fetch_add(1, Ordering::AcqRel);
+        }
         (self.tail, self.head) = (tail, head);
         Ok(())
     }
@@ -311,8 +445,16 @@ impl Endpoint for Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
+        // Never block in drop: the marker goes in only if its line is free
+        // now. Otherwise the stream is left without an end, which the
+        // receiver reports as the sender's death once it has read the rest.
+        let marker = if std::thread::panicking() {
+            ring::ABORT
+        } else {
+            ring::CLOSE
+        };
         // Errors cannot be reported from drop; `close` reports them.
-        let _ = self.close_inner();
+        let _ = self.end_stream(marker, Wait::No);
     }
 }
 
