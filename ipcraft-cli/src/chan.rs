@@ -102,15 +102,12 @@ fn stream_stdin(tx: &mut Sender, wait: Duration) -> Result<(), Error> {
     }
 }
 
-/// One read(2) of stdin, retried on EINTR.
+/// One read(2) of stdin, retried on EINTR. Raw, like `SendSlot::read_from`:
+/// std's `Stdin` keeps a buffer of its own, and bytes it read ahead would
+/// come out after those read straight into the ring.
 fn read_some(buf: &mut [u8]) -> Result<usize, Error> {
-    use std::io::Read;
-    loop {
-        match io::stdin().lock().read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other.map_err(|e| Error::new("read", "stdin", e)),
-        }
-    }
+    rustix::io::retry_on_intr(|| rustix::io::read(rustix::stdio::stdin(), &mut *buf))
+        .map_err(|e| Error::new("read", "stdin", e))
 }
 
 /// A ring size: [`parse_size`], and not zero.

@@ -250,6 +250,9 @@ impl Endpoint for Receiver {
         }
         self.att.attach(&self.mapped)?;
         self.head = head;
+        // A sender alive now is one this receiver has seen: if its lock
+        // frees with no end marker in the ring, it died.
+        self.sender_seen = self.mapped.peer_alive(SENDER_LOCK_BYTE, RECV_OP)?;
         Ok(())
     }
 }

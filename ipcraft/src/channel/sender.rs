@@ -439,6 +439,9 @@ impl Endpoint for Sender {
             h.stream.0.fetch_add(1, Ordering::AcqRel);
         }
         (self.tail, self.head) = (tail, head);
+        // A receiver alive now is one this sender has seen: if it goes, it
+        // left this stream.
+        self.receiver_seen = self.mapped.peer_alive(RECEIVER_LOCK_BYTE, SEND_OP)?;
         Ok(())
     }
 }

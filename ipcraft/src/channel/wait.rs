@@ -17,6 +17,16 @@ use rustix::thread::futex;
 /// Longest single sleep.
 const NAP: Duration = Duration::from_millis(50);
 
+/// The test mode without the sleep timeout: with `IPCRAFT_CHANNEL_NO_NAP=1`
+/// in the environment, a sleeping side waits for its wake-up alone, so a
+/// lost wake-up hangs (and fails a bounded test) instead of costing 50 ms.
+/// Peer death is then noticed only by the waits' deadlines.
+fn nap() -> Option<Duration> {
+    static NO_NAP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = *NO_NAP.get_or_init(|| std::env::var_os("IPCRAFT_CHANNEL_NO_NAP").is_some_and(|v| v == "1"));
+    (!off).then_some(NAP)
+}
+
 /// Why a wait ended without the condition.
 pub(crate) enum Stop<E> {
     /// The deadline passed.
@@ -81,13 +91,13 @@ impl Waiter {
             self.sleeping = true;
         }
         let now = Instant::now();
-        let mut nap = NAP;
+        let mut nap = nap();
         if let Some(d) = self.deadline {
             let left = d.saturating_duration_since(now);
             if left.is_zero() {
                 return Err(Stop::TimedOut);
             }
-            nap = nap.min(left);
+            nap = Some(nap.map_or(left, |n| n.min(left)));
         }
         flag.store(1, Ordering::Relaxed);
         heavy_fence(peer_light);
@@ -95,12 +105,12 @@ impl Waiter {
             flag.store(0, Ordering::Relaxed);
             return Ok(());
         }
-        let ts = futex::Timespec {
-            tv_sec: nap.as_secs() as i64,
+        let ts = nap.map(|nap| futex::Timespec {
+            tv_sec: nap.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: i64::from(nap.subsec_nanos()),
-        };
+        });
         // Shared (not private) futex: the waker is another process.
-        let slept = futex::wait(word, futex::Flags::empty(), value, Some(&ts));
+        let slept = futex::wait(word, futex::Flags::empty(), value, ts.as_ref());
         flag.store(0, Ordering::Relaxed);
         if let Err(rustix::io::Errno::TIMEDOUT) = slept {
             liveness().map_err(Stop::Failed)?;

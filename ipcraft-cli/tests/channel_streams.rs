@@ -1,0 +1,320 @@
+//! A named channel outlives its users: streams one after another, sides
+//! killed with SIGKILL and replaced, and nothing committed ever lost or
+//! reported as taken when it was not. Real `ipcraft chan send`/`recv`
+//! processes throughout.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_ok, ipcraft, pattern, run, wait, ShmName, TempDir, TIMEOUT};
+use ipcraft::channel::{self, SideState};
+
+/// `chan recv NAME > file`, with stderr kept for the assertions.
+fn receiver(name: &str, out: &Path) -> Child {
+    ipcraft()
+        .args(["chan", "recv", name])
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `chan send NAME` reading from a pipe this test writes.
+fn sender(name: &str) -> (Child, ChildStdin) {
+    let mut child = ipcraft()
+        .args(["chan", "send", name])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+/// Waits, bounded, until `check` holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn stat(name: &str) -> channel::ChannelStat {
+    channel::stat(name).unwrap()
+}
+
+fn alive(s: SideState) -> bool {
+    matches!(s, SideState::Alive(_))
+}
+
+fn kill9(child: &mut Child) -> ExitStatus {
+    child.kill().unwrap();
+    let status = wait(child);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    status
+}
+
+/// Waits for `child` and returns its status and stderr.
+fn finish(mut child: Child) -> (ExitStatus, String) {
+    use std::io::Read;
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait(&mut child);
+    (status, reader.join().unwrap())
+}
+
+/// One clean stream: everything sent arrives, both exit 0.
+fn clean_stream(name: &str, dir: &TempDir, tag: &str, data: &[u8]) {
+    let out = dir.join(&format!("{tag}.out"));
+    let rx = receiver(name, &out);
+    let send = run(ipcraft().args(["chan", "send", name]), data);
+    assert_ok(&send);
+    let (status, err) = finish(rx);
+    assert!(status.success(), "{tag}: receiver: {status} {err}");
+    assert!(std::fs::read(&out).unwrap() == data, "{tag}: not byte-exact");
+}
+
+#[test]
+fn five_streams_on_one_channel_with_sides_killed_and_replaced() {
+    let name = ShmName::new("streams");
+    let dir = TempDir::new();
+    assert_ok(&run(
+        ipcraft().args(["chan", "create", &name.0, "--capacity", "64K"]),
+        b"",
+    ));
+
+    clean_stream(&name.0, &dir, "s1", &pattern(300_000, 1));
+    assert_eq!(stat(&name.0).stream, 1);
+
+    // Stream 2: the receiver is killed mid-stream. The sender notices and
+    // aborts; a replacement receiver gets exactly the rest, then the abort.
+    let input2 = pattern(2 << 20, 2);
+    let out2a = dir.join("s2a.out");
+    let mut rx = receiver(&name.0, &out2a);
+    let (tx, mut stdin) = sender(&name.0);
+    let feeder = {
+        let input = input2.clone();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        })
+    };
+    eventually("the first receiver took some", || size(&out2a) >= 256 * 1024);
+    kill9(&mut rx);
+    let (status, err) = finish(tx);
+    assert_eq!(status.code(), Some(1), "the sender reports the cut: {err}");
+    assert!(err.contains("receiver") && err.contains("died"), "{err}");
+    feeder.join().unwrap();
+    let out2b = dir.join("s2b.out");
+    let (status, err) = finish(receiver(&name.0, &out2b));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("aborted"), "{err}");
+    let mut got = std::fs::read(&out2a).unwrap();
+    got.extend(std::fs::read(&out2b).unwrap());
+    assert!(
+        got.len() >= 256 * 1024 && input2.starts_with(&got),
+        "an exact prefix across both receivers"
+    );
+
+    clean_stream(&name.0, &dir, "s3", &pattern(500_000, 3));
+
+    // Stream 4: the sender is killed mid-stream. The receiver delivers all
+    // it committed, then reports the death; a replacement sender continues
+    // the stream and the next receiver gets exactly the continuation.
+    let part_a = pattern(100_000, 41);
+    let out4a = dir.join("s4a.out");
+    let rx = receiver(&name.0, &out4a);
+    let (mut tx, mut stdin) = sender(&name.0);
+    stdin.write_all(&part_a).unwrap();
+    eventually("the receiver took part A", || size(&out4a) == part_a.len() as u64);
+    kill9(&mut tx);
+    let (status, err) = finish(rx);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("sender") && err.contains("died"), "{err}");
+    assert!(std::fs::read(&out4a).unwrap() == part_a);
+    let stream4 = stat(&name.0).stream;
+    let part_b = pattern(200_000, 42);
+    let out4b = dir.join("s4b.out");
+    let rx = receiver(&name.0, &out4b);
+    assert_ok(&run(ipcraft().args(["chan", "send", &name.0]), &part_b));
+    let (status, err) = finish(rx);
+    assert!(status.success(), "{err}");
+    assert!(std::fs::read(&out4b).unwrap() == part_b, "the continuation, exactly");
+    assert_eq!(stat(&name.0).stream, stream4, "a replacement continues its stream");
+
+    clean_stream(&name.0, &dir, "s5", &pattern(700_000, 5));
+    let s = stat(&name.0);
+    assert_eq!(
+        (s.sender, s.receiver, s.in_flight),
+        (SideState::Closed, SideState::Closed, 0)
+    );
+}
+
+/// A receiver stopped while the sender fills the ring and dies gets every
+/// committed byte before it hears of the death (it got nothing before).
+#[test]
+fn committed_data_is_delivered_before_the_senders_death() {
+    let name = ShmName::new("drain");
+    let dir = TempDir::new();
+    assert_ok(&run(
+        ipcraft().args(["chan", "create", &name.0, "--capacity", "1M"]),
+        b"",
+    ));
+    let out = dir.join("out");
+    let rx = receiver(&name.0, &out);
+    eventually("the receiver attached", || alive(stat(&name.0).receiver));
+    let pid = rustix::process::Pid::from_raw(rx.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let mut tx = ipcraft()
+        .args(["chan", "send", &name.0])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the ring is full", || stat(&name.0).in_flight >= (1 << 20) - 64 * 1024);
+    kill9(&mut tx);
+    let committed = stat(&name.0).in_flight;
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let (status, err) = finish(rx);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("died"), "{err}");
+    let got = std::fs::read(&out).unwrap();
+    // Frames carry up to 64 KiB each with a 16-byte header, padded to lines.
+    assert!(
+        got.len() as u64 > committed - committed / 64,
+        "{} of {committed}",
+        got.len()
+    );
+    assert!(got.iter().all(|&b| b == 0));
+}
+
+/// The sender reports success only for bytes a receiver took: with the
+/// receiver dead it fails (this exited 0 when the data fit in the ring).
+#[test]
+fn no_success_for_data_nobody_took() {
+    let name = ShmName::new("untaken");
+    let dir = TempDir::new();
+    assert_ok(&run(ipcraft().args(["chan", "create", &name.0]), b""));
+    let mut rx = receiver(&name.0, &dir.join("out"));
+    eventually("the receiver attached", || alive(stat(&name.0).receiver));
+    kill9(&mut rx);
+    let out = run(ipcraft().args(["chan", "send", &name.0]), &pattern(3000, 7));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("died"));
+
+    // No receiver at all: a bounded wait, then a clear failure, not a hang;
+    // the message stays for the next receiver.
+    let name = ShmName::new("untaken");
+    assert_ok(&run(
+        ipcraft().args(["chan", "create", &name.0, "--capacity", "4K"]),
+        b"",
+    ));
+    let start = Instant::now();
+    let out = run(ipcraft().args(["chan", "send", &name.0, "--timeout", "0.5"]), b"hi\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+    assert!(start.elapsed() < TIMEOUT);
+    let got = run(ipcraft().args(["chan", "recv", &name.0, "--timeout", "5"]), b"");
+    assert_ok(&got);
+    assert_eq!(got.stdout, b"hi\n");
+}
+
+/// A sender that fails (stdin is a directory) aborts the stream: the
+/// receiver exits 1 saying so, not 0 as for a clean end.
+#[test]
+fn a_failing_sender_aborts_the_stream() {
+    let name = ShmName::new("abort");
+    let dir = TempDir::new();
+    assert_ok(&run(ipcraft().args(["chan", "create", &name.0]), b""));
+    let rx = receiver(&name.0, &dir.join("out"));
+    let tx = ipcraft()
+        .args(["chan", "send", &name.0])
+        .stdin(std::fs::File::open("/").unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, err) = finish(tx);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("read stdin"), "{err}");
+    let (status, err) = finish(rx);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("aborted"), "{err}");
+}
+
+/// Scribbled state words never make a side wait past the liveness check
+/// once the peer is dead: the sender's state is set to "closed" without an
+/// end marker (or back to "absent"), then the sender is killed.
+#[test]
+fn scribbled_state_words_do_not_hang_the_receiver() {
+    for scribble in [2u32, 0] {
+        let name = ShmName::new("scribble");
+        let dir = TempDir::new();
+        assert_ok(&run(ipcraft().args(["chan", "create", &name.0]), b""));
+        let (mut tx, _stdin) = sender(&name.0);
+        eventually("the sender attached", || alive(stat(&name.0).sender));
+        let rx = receiver(&name.0, &dir.join("out"));
+        eventually("the receiver attached", || alive(stat(&name.0).receiver));
+        // The sender's state word: after the identity and tail lines.
+        let map = ipcraft::shm::Shm::open(&name.0).unwrap().map().unwrap();
+        map.write(256, &scribble).unwrap();
+        kill9(&mut tx);
+        let start = Instant::now();
+        let (status, err) = finish(rx);
+        assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(err.contains("died"), "state {scribble}: {err}");
+    }
+}
+
+/// Both sides asleep between every message, with the sleep timeout off:
+/// a lost wake-up would hang here (and fail the bounded wait) instead of
+/// costing 50 ms.
+#[test]
+fn no_lost_wake_ups_without_the_sleep_timeout() {
+    let name = ShmName::new("nonap");
+    let dir = TempDir::new();
+    assert_ok(&run(
+        ipcraft().args(["chan", "create", &name.0, "--capacity", "4K"]),
+        b"",
+    ));
+    let out = dir.join("out");
+    let mut rx = Command::new(env!("CARGO_BIN_EXE_ipcraft"));
+    rx.env("IPCRAFT_CHANNEL_NO_NAP", "1");
+    let rx = rx
+        .args(["chan", "recv", &name.0])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tx = Command::new(env!("CARGO_BIN_EXE_ipcraft"));
+    tx.env("IPCRAFT_CHANNEL_NO_NAP", "1");
+    // Many small writes through a 4 KiB ring: the sides keep waking each other.
+    let data = pattern(2 << 20, 11);
+    let mut tx = tx
+        .args(["chan", "send", &name.0])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = tx.stdin.take().unwrap();
+    for chunk in data.chunks(1000) {
+        stdin.write_all(chunk).unwrap();
+    }
+    drop(stdin);
+    assert!(wait(&mut tx).success());
+    let (status, err) = finish(rx);
+    assert!(status.success(), "{err}");
+    assert!(std::fs::read(&out).unwrap() == data);
+}
