@@ -189,3 +189,84 @@ pub(crate) fn wake(word: &AtomicU32) {
     // A failed wake leaves the sleeper to its timeout; nothing else to do.
     let _ = futex::wake(word, futex::Flags::empty(), 1);
 }
+
+/// The sleeping-flag handshake model-checked with loom: every interleaving
+/// and every reordering the memory model allows, for a side going to sleep
+/// and a side publishing at the same moment. A futex wait is modelled as
+/// what the kernel does atomically: block only if the word still holds the
+/// value the sleeper saw. Loom cannot model `membarrier`, so this checks the
+/// real-fence variant of the protocol (what a process that could not
+/// register uses); the light variant replaces the publisher's fence with
+/// the sleeper's membarrier, which is a full barrier on the publisher's CPU
+/// at that point. Run by `scripts/check-ring.sh` (`RUSTFLAGS="--cfg loom"`).
+#[cfg(all(test, loom))]
+mod loom_model {
+    use loom::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+    use loom::sync::Arc;
+
+    struct Shared {
+        /// The word the sleeper waits on (a frame's stamp, or `head`).
+        word: AtomicU32,
+        /// The sleeper's "sleeping" flag.
+        flag: AtomicU32,
+        /// Set by the model when the sleeper blocks in the futex.
+        blocked: AtomicBool,
+        /// Set by the model when the publisher issues a wake-up.
+        woken: AtomicBool,
+    }
+
+    /// One round: the sleeper saw `0` and decides whether to block; the
+    /// publisher stores `1` and decides whether to wake. With `fences`, the
+    /// protocol as `Waiter::pause` / `light_fence(false)` run it.
+    fn round(fences: bool) {
+        loom::model(move || {
+            let s = Arc::new(Shared {
+                word: AtomicU32::new(0),
+                flag: AtomicU32::new(0),
+                blocked: AtomicBool::new(false),
+                woken: AtomicBool::new(false),
+            });
+            let p = s.clone();
+            let publisher = loom::thread::spawn(move || {
+                p.word.store(1, Ordering::Release);
+                if fences {
+                    fence(Ordering::SeqCst);
+                }
+                if p.flag.load(Ordering::Relaxed) != 0 {
+                    p.woken.store(true, Ordering::SeqCst);
+                }
+            });
+            // The sleeper: flag, barrier, re-check, then the futex.
+            s.flag.store(1, Ordering::Relaxed);
+            if fences {
+                fence(Ordering::SeqCst);
+            }
+            let ready = s.word.load(Ordering::SeqCst) != 0;
+            if !ready && s.word.load(Ordering::SeqCst) == 0 {
+                // Asleep: the flag stays up until a wake-up ends the sleep.
+                s.blocked.store(true, Ordering::SeqCst);
+            } else {
+                s.flag.store(0, Ordering::Relaxed);
+            }
+            publisher.join().unwrap();
+            // A blocked sleeper whose publisher published must be woken.
+            assert!(
+                !s.blocked.load(Ordering::SeqCst) || s.woken.load(Ordering::SeqCst),
+                "lost wake-up"
+            );
+        });
+    }
+
+    #[test]
+    fn no_lost_wake_up_with_the_barriers() {
+        round(true);
+    }
+
+    /// The model can fail: without the barriers, a wake-up is lost in some
+    /// interleaving.
+    #[test]
+    #[should_panic(expected = "lost wake-up")]
+    fn the_model_finds_the_lost_wake_up_without_barriers() {
+        round(false);
+    }
+}
