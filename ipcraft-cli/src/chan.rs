@@ -83,7 +83,10 @@ fn stream_stdin(tx: &mut Sender, wait: Duration) -> Result<(), Error> {
     loop {
         match tx.try_reserve(chunk) {
             Ok(mut slot) => {
-                let n = slot.read_from(&stdin).map_err(|e| e.relabel("read", "stdin"))?;
+                let n = slot.read_from(&stdin).map_err(|e| match e.cause() {
+                    Cause::Truncated => e,
+                    _ => e.relabel("read", "stdin"),
+                })?;
                 if n == 0 {
                     return Ok(());
                 }
@@ -141,8 +144,9 @@ pub fn run(args: Args) -> CmdResult {
             while let Some(view) = rx.recv_view_timeout(wait)? {
                 // Straight from shared memory to stdout.
                 if let Err(e) = view.write_to(&stdout) {
-                    return Err(match e.kind() {
-                        io::ErrorKind::BrokenPipe => Failure::StdoutClosed,
+                    return Err(match e.cause() {
+                        _ if e.kind() == io::ErrorKind::BrokenPipe => Failure::StdoutClosed,
+                        Cause::Truncated => Failure::Error(e),
                         _ => Failure::Error(Error::new("write to", "stdout", io::Error::from(e))),
                     });
                 }

@@ -318,3 +318,57 @@ fn no_lost_wake_ups_without_the_sleep_timeout() {
     assert!(status.success(), "{err}");
     assert!(std::fs::read(&out).unwrap() == data);
 }
+
+/// `shm write` (which resizes the object to its value) refuses to shrink a
+/// channel; and a channel shrunk anyway (any process of the same user can
+/// truncate it) makes both sides fail with an error, never SIGBUS.
+#[test]
+fn shrinking_a_channel_is_refused_or_survived() {
+    let name = ShmName::new("shrink");
+    assert_ok(&run(
+        ipcraft().args(["chan", "create", &name.0, "--capacity", "1M"]),
+        b"",
+    ));
+    let out = run(ipcraft().args(["shm", "write", &name.0, "1"]), b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ipcraft channel"));
+    let path = format!("/dev/shm{}", name.0);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096 + (1 << 20), "not shrunk");
+
+    for new_len in [0u64, 4096, 4096 + 8192] {
+        let dir = TempDir::new();
+        let rx = receiver(&name.0, &dir.join("out"));
+        let tx = ipcraft()
+            .args(["chan", "send", &name.0])
+            .stdin(std::fs::File::open("/dev/zero").unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        eventually("data flows", || size(&dir.join("out")) > 1 << 20);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(new_len)
+            .unwrap();
+        for (side, child) in [("receiver", rx), ("sender", tx)] {
+            let (status, err) = finish(child);
+            assert_eq!(
+                status.signal(),
+                None,
+                "{side} killed by a signal after truncation to {new_len}: {err}"
+            );
+            assert_eq!(status.code(), Some(1), "{side}: {err}");
+            assert!(
+                err.contains("shrank") || err.contains("died") || err.contains("aborted"),
+                "{side}: {err}"
+            );
+        }
+        // Start over for the next size.
+        let _ = std::fs::remove_file(&path);
+        assert_ok(&run(
+            ipcraft().args(["chan", "create", &name.0, "--capacity", "1M"]),
+            b"",
+        ));
+    }
+}

@@ -274,7 +274,9 @@ impl Shm {
 
     /// Resizes the object to `size` bytes. Growing reserves the space with
     /// `fallocate` so a full `/dev/shm` is `ENOSPC` here, not `SIGBUS` at
-    /// first touch; shrinking uses `ftruncate`.
+    /// first touch; shrinking uses `ftruncate`, and is refused for an
+    /// ipcraft channel ([`Cause::Invalid`]): it would cut the ring from
+    /// under the processes using it.
     ///
     /// # References
     ///
@@ -284,6 +286,16 @@ impl Shm {
     pub fn resize(&self, size: u64) -> Result<()> {
         const OP: &str = "resize shared memory";
         let current = self.size()?;
+        if size < current && self.is_channel()? {
+            return Err(Error::new(
+                OP,
+                &self.name,
+                Cause::Invalid(
+                    "it is an ipcraft channel: shrinking it would cut the ring from under its users \
+                     (remove it with `ipcraft chan rm`)",
+                ),
+            ));
+        }
         if size > current {
             match sys::retry(|| rustix::fs::fallocate(&self.fd, rustix::fs::FallocateFlags::empty(), 0, size)) {
                 Ok(()) => return Ok(()),
@@ -292,6 +304,13 @@ impl Shm {
             }
         }
         sys::retry(|| rustix::fs::ftruncate(&self.fd, size)).context(OP, &self.name)
+    }
+
+    /// Whether the object starts with an ipcraft channel's identity.
+    fn is_channel(&self) -> Result<bool> {
+        let mut magic = [0u8; 8];
+        let n = sys::retry(|| rustix::io::pread(&self.fd, &mut magic, 0)).context("read shared memory", &self.name)?;
+        Ok(n == 8 && u64::from_le_bytes(magic) == crate::channel::MAGIC)
     }
 
     /// Maps the whole object, shared (writable unless opened read-only).

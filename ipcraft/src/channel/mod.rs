@@ -61,6 +61,7 @@ mod wait;
 use std::time::Duration;
 
 pub use admin::{collect_stale, create, pair, remove, remove_if_stale, stat, ChannelStat, SideState};
+pub(crate) use layout::MAGIC;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use options::ChannelOptions;
 pub use receiver::{Receiver, RecvView};

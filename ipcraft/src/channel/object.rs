@@ -54,6 +54,10 @@ impl Backing {
 
 /// A mapped, validated channel object.
 pub(super) struct Mapped {
+    /// Turns a truncation of the object by another process into zero pages
+    /// and an error at the next check, instead of SIGBUS. First, so it is
+    /// dropped (unregistered) before the mapping is unmapped.
+    truncation: Option<sys::TruncationGuard>,
     pub(super) backing: Backing,
     /// Keeps the mapping alive; `header` and `ring` point into it.
     _map: Mmap,
@@ -111,12 +115,14 @@ impl Mapped {
                 key,
             )
         };
+        let truncation = sys::protect_from_truncation(map.as_ptr() as usize, map.len());
         let mapped = Self {
             backing,
             _map: map,
             header,
             ring,
             label,
+            truncation,
         };
         let id = &mapped.header().identity.0;
         id.version.store(VERSION, Ordering::Relaxed);
@@ -198,13 +204,25 @@ impl Mapped {
                 key,
             )
         };
+        let truncation = sys::protect_from_truncation(map.as_ptr() as usize, map.len());
         Ok(Self {
             backing,
             _map: map,
             header,
             ring,
             label,
+            truncation,
         })
+    }
+
+    /// Fails with [`Cause::Truncated`] once another process has shrunk the
+    /// object under this mapping (the vanished pages now read as zeros).
+    #[inline]
+    pub(super) fn check_intact(&self, op: &'static str) -> Result<()> {
+        match &self.truncation {
+            Some(guard) if guard.hit() => Err(Error::new(op, &self.label, Cause::Truncated)),
+            _ => Ok(()),
+        }
     }
 
     /// A side's state. The liveness lock decides first: a held lock is a

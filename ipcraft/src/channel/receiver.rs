@@ -11,7 +11,7 @@ use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, 
 use super::ring::{self, Peek};
 use super::wait::{self, Stop, Waiter};
 use super::ChannelOptions;
-use crate::error::{Cause, Context, Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::sys;
 
 const RECV_OP: &str = "receive from channel";
@@ -85,6 +85,7 @@ impl Receiver {
                 }
                 Peek::Empty(observed) => observed,
             };
+            self.mapped.check_intact(RECV_OP)?;
             // Everything the sender committed is delivered by now: only
             // then is its death reported.
             if let Some(e) = self.sender_gone.take() {
@@ -354,7 +355,12 @@ impl RecvView<'_> {
     /// `write(2)` (no copy in this process), retrying short writes.
     pub fn write_to(&self, out: impl AsFd) -> Result<()> {
         // SAFETY: the frame lies in the ring (checked by peek); the kernel reads it.
-        unsafe { sys::write_all_raw(out.as_fd(), self.ptr(), self.len) }.context("write out", "channel message")
+        match unsafe { sys::write_all_raw(out.as_fd(), self.ptr(), self.len) } {
+            Ok(()) => Ok(()),
+            // The kernel found the ring's pages gone: the object was shrunk.
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => Err(self.rx.err(Cause::Truncated)),
+            Err(e) => Err(Error::new("write out", "channel message", e)),
+        }
     }
 
     /// The message as a slice, without copying.

@@ -12,7 +12,7 @@ use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, 
 use super::ring::{self, Room};
 use super::wait::{self, Stop, Waiter};
 use super::ChannelOptions;
-use crate::error::{Cause, Context, Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::sys;
 
 const SEND_OP: &str = "send to channel";
@@ -168,6 +168,7 @@ impl Sender {
     fn wait_for_head(&mut self, wait: Wait, mut enough: impl FnMut(u64) -> bool) -> Result<()> {
         let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
+            self.mapped.check_intact(SEND_OP)?;
             let head = self.load_head()?;
             if enough(head) {
                 return Ok(());
@@ -549,7 +550,12 @@ impl SendSlot<'_> {
         let (ptr, len) = (self.as_mut_ptr(), self.len);
         // SAFETY: the slot's `len` bytes are writable ring space owned by
         // this sender; the kernel writes them.
-        unsafe { sys::read_raw(fd.as_fd(), ptr, len) }.context("read into", "channel slot")
+        match unsafe { sys::read_raw(fd.as_fd(), ptr, len) } {
+            Ok(n) => Ok(n),
+            // The kernel found the ring's pages gone: the object was shrunk.
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => Err(self.tx.err(Cause::Truncated)),
+            Err(e) => Err(Error::new("read into", "channel slot", e)),
+        }
     }
 
     /// Sends the whole slot.

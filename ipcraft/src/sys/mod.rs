@@ -14,6 +14,7 @@ mod io;
 mod lock;
 mod mq;
 mod process;
+mod sigbus;
 mod signal;
 
 pub(crate) use fd::{deadline, is_nonblocking, open_nofollow, set_nonblocking, wait_fd};
@@ -23,6 +24,7 @@ pub(crate) use mq::{
     mq_getattr, mq_open, mq_receive, mq_send, mq_set_nonblocking, mq_try_receive, mq_try_send, mq_unlink,
 };
 pub(crate) use process::{close_all_except, exit_now, fork, Forked};
+pub(crate) use sigbus::{protect as protect_from_truncation, Guard as TruncationGuard};
 pub(crate) use signal::termination_signalfd;
 
 pub(crate) use rustix::io::retry_on_intr as retry;
