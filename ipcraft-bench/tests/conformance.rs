@@ -6,7 +6,7 @@
 use ipcraft::process::{self, Fork};
 use ipcraft_bench::measure::Link;
 use ipcraft_bench::transports;
-use ipcraft_testkit::{role, unique, wait, TempDir};
+use ipcraft_testkit::{pattern, role, unique, wait_with_stderr, TempDir};
 
 /// Sizes each transport must carry exactly: the smallest message, one cache
 /// line, a page, and 64 KiB.
@@ -16,15 +16,7 @@ const COUNT: u64 = 50;
 
 /// Deterministic content for message `seq` of `size` bytes.
 fn content(size: usize, seq: u64) -> Vec<u8> {
-    let mut x = (seq + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ size as u64;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    pattern(size, seq.wrapping_mul(65_537) ^ size as u64)
 }
 
 /// Side B: echoes `COUNT` messages, then streams `COUNT` of its own.
@@ -117,26 +109,13 @@ fn every_transport_moves_exact_bytes_both_ways() {
     let all = transports::all();
     assert!(all.len() >= 8, "{all:?}");
     for transport in all {
-        let out = role("role_conformance", &[transport])
+        let child = role("role_conformance", &[transport])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let out = wait_with_stderr(out);
-        assert!(out.0.success(), "{transport}: {}", out.1);
+        let (status, err) = wait_with_stderr(child);
+        assert!(status.success(), "{transport}: {err}");
     }
-}
-
-/// Waits (bounded) for `child` and collects its stderr.
-fn wait_with_stderr(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
-    use std::io::Read;
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = wait(&mut child);
-    (status, reader.join().unwrap())
 }
 
 ipcraft_testkit::roles!(role_conformance);

@@ -65,16 +65,8 @@ fn kill9(child: &mut Child) -> ExitStatus {
 }
 
 /// Waits for `child` and returns its status and stderr.
-fn finish(mut child: Child) -> (ExitStatus, String) {
-    use std::io::Read;
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = wait(&mut child);
-    (status, reader.join().unwrap())
+fn finish(child: Child) -> (ExitStatus, String) {
+    common::wait_with_stderr(child)
 }
 
 /// One clean stream: everything sent arrives, both exit 0.

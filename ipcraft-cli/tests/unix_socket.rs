@@ -346,15 +346,7 @@ fn cli_serve_send_live_stale_and_signals() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The server announces itself once it listens.
-        let mut stderr = server.stderr.take().unwrap();
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\n") {
-            assert_eq!(stderr.read(&mut byte).unwrap(), 1, "server exited early");
-            line.push(byte[0]);
-        }
-        assert!(String::from_utf8_lossy(&line).contains("listening on"));
+        let stderr = listening(&mut server);
         (server, stderr)
     };
     let (mut server, mut server_err) = start_server();
@@ -464,6 +456,13 @@ fn serve_with_umask(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = listening(&mut server);
+    (server, stderr)
+}
+
+/// Takes `server`'s piped stderr and reads its first line, which a `uds
+/// serve` prints once it listens (a bounded wait: it ends with the process).
+fn listening(server: &mut std::process::Child) -> std::process::ChildStderr {
     let mut stderr = server.stderr.take().unwrap();
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
@@ -472,7 +471,7 @@ fn serve_with_umask(
         line.push(byte[0]);
     }
     assert!(String::from_utf8_lossy(&line).contains("listening on"), "{line:?}");
-    (server, stderr)
+    stderr
 }
 
 fn stop(mut server: std::process::Child) {

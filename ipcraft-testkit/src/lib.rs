@@ -176,6 +176,19 @@ pub fn wait(child: &mut Child) -> ExitStatus {
     }
 }
 
+/// Waits (bounded) for `child`, whose stderr is piped, and returns its
+/// status and what it wrote to stderr.
+pub fn wait_with_stderr(mut child: Child) -> (ExitStatus, String) {
+    let mut err = child.stderr.take().expect("stderr piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait(&mut child);
+    (status, reader.join().expect("stderr reader"))
+}
+
 /// Waits for `child` and asserts it exited 0.
 pub fn wait_ok(child: &mut Child) {
     let status = wait(child);

@@ -106,24 +106,7 @@ impl Mapped {
     pub(super) fn initialise(backing: Backing, capacity: u64, label: String) -> Result<Self> {
         let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
         let key = random_key();
-        // SAFETY: the ring is the `capacity` bytes after the header page of
-        // a mapping of HEADER_SIZE + capacity bytes; page aligned.
-        let ring = unsafe {
-            Ring::new(
-                NonNull::new_unchecked(map.as_mut_ptr().add(HEADER_SIZE as usize)),
-                capacity,
-                key,
-            )
-        };
-        let truncation = sys::protect_from_truncation(map.as_ptr() as usize, map.len());
-        let mapped = Self {
-            backing,
-            _map: map,
-            header,
-            ring,
-            label,
-            truncation,
-        };
+        let mapped = Self::assemble(backing, map, header, capacity, key, label);
         let id = &mapped.header().identity.0;
         id.version.store(VERSION, Ordering::Relaxed);
         id.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
@@ -196,7 +179,15 @@ impl Mapped {
         let key = id.key.load(Ordering::Relaxed);
         drop(map);
         let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
-        // SAFETY: as in `initialise`: the mapping covers header and ring.
+        Ok(Self::assemble(backing, map, header, capacity, key, label))
+    }
+
+    /// The handle over a mapping of `HEADER_SIZE + capacity` bytes of
+    /// `backing`, protected from truncation.
+    fn assemble(backing: Backing, map: Mmap, header: NonNull<Header>, capacity: u64, key: u64, label: String) -> Self {
+        debug_assert!(map.len() as u64 >= HEADER_SIZE + capacity);
+        // SAFETY: the ring is the `capacity` bytes after the header page of
+        // a mapping of HEADER_SIZE + capacity bytes; page aligned.
         let ring = unsafe {
             Ring::new(
                 NonNull::new_unchecked(map.as_mut_ptr().add(HEADER_SIZE as usize)),
@@ -205,14 +196,14 @@ impl Mapped {
             )
         };
         let truncation = sys::protect_from_truncation(map.as_ptr() as usize, map.len());
-        Ok(Self {
+        Self {
+            truncation,
             backing,
             _map: map,
             header,
             ring,
             label,
-            truncation,
-        })
+        }
     }
 
     /// Fails with [`Cause::Truncated`] once another process has shrunk the
