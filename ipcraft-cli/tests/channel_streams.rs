@@ -351,8 +351,10 @@ fn shrinking_a_channel_is_refused_or_survived() {
                 "{side} killed by a signal after truncation to {new_len}: {err}"
             );
             assert_eq!(status.code(), Some(1), "{side}: {err}");
+            // The side that notices first fails with "shrank"; the other may
+            // first see its peer leave, die or abort.
             assert!(
-                err.contains("shrank") || err.contains("died") || err.contains("aborted"),
+                ["shrank", "died", "aborted", "closed"].iter().any(|w| err.contains(w)),
                 "{side}: {err}"
             );
         }

@@ -206,6 +206,16 @@ impl Mapped {
         }
     }
 
+    /// The error for a value read from the object that no correct peer
+    /// writes: [`Cause::Truncated`] when the object shrank (the value came
+    /// from a zero page put in its place), [`Cause::Corrupted`] otherwise.
+    pub(super) fn corrupted(&self, op: &'static str, why: super::ring::Corrupted) -> Error {
+        match self.check_intact(op) {
+            Err(truncated) => truncated,
+            Ok(()) => Error::new(op, &self.label, Cause::Corrupted(why.0)),
+        }
+    }
+
     /// Fails with [`Cause::Truncated`] once another process has shrunk the
     /// object under this mapping (the vanished pages now read as zeros).
     #[inline]

@@ -67,7 +67,7 @@ impl Receiver {
         let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
             ring.prefetch_after(self.head);
-            let observed = match ring.peek(self.head).map_err(|c| self.err(Cause::Corrupted(c.0)))? {
+            let observed = match ring.peek(self.head).map_err(|c| self.mapped.corrupted(RECV_OP, c))? {
                 Peek::Frame { at, len } => return Ok(Some((at, len))),
                 Peek::Pad(skip) => {
                     self.advance(skip);

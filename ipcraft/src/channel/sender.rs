@@ -133,7 +133,7 @@ impl Sender {
         self.mapped
             .ring
             .check_head(head, self.head, self.tail)
-            .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
+            .map_err(|c| self.mapped.corrupted(SEND_OP, c))?;
         self.head = head;
         Ok(head)
     }
@@ -167,8 +167,17 @@ impl Sender {
     /// what it took before it went, it took).
     fn wait_for_head(&mut self, wait: Wait, mut enough: impl FnMut(u64) -> bool) -> Result<()> {
         let mut waiter = Waiter::new(self.att.spin, wait.deadline());
+        let mut polls = 0u32;
         loop {
             self.mapped.check_intact(SEND_OP)?;
+            // While spinning, look at the receiver's position only now and
+            // then: every look pulls its cache line over, and the receiver
+            // pays for that on its next store.
+            polls = polls.wrapping_add(1);
+            if polls > 1 && polls % 16 != 0 && !waiter.is_sleeping() {
+                std::hint::spin_loop();
+                continue;
+            }
             let head = self.load_head()?;
             if enough(head) {
                 return Ok(());
@@ -226,8 +235,21 @@ impl Sender {
                 }
                 Room::Full => {}
             }
+            // Resume only once a quarter of the ring (or the frame, if
+            // larger) is free: the receiver then drains a stretch without
+            // this side reading its position after every message, and the
+            // sender writes a stretch in one go.
             let tail = self.tail;
-            self.wait_for_head(wait, |head| !matches!(ring.room(tail, head, len as u64), Room::Full))?;
+            let want = (ring.capacity() / 4).max(ring::frame_size(len as u64) + ring::SLACK);
+            match self.wait_for_head(wait, |head| ring.free(tail, head) >= want) {
+                Ok(()) => {}
+                // Out of time, or not to wait: the room there is may still
+                // be enough for this frame.
+                Err(e)
+                    if matches!(e.cause(), Cause::TimedOut | Cause::Full)
+                        && !matches!(ring.room(tail, self.head, len as u64), Room::Full) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -55,6 +55,11 @@ impl Waiter {
         }
     }
 
+    /// Whether this wait has moved from spinning to sleeping.
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping
+    }
+
     /// Waits a little for `word` to stop holding `value`.
     ///
     /// `flag` is this side's "sleeping" word, set while asleep so the peer
