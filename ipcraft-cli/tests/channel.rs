@@ -827,3 +827,29 @@ common::roles!(
     role_scribbler,
     role_tolerant_receiver
 );
+
+/// A sender with room for its message sends it, even when the receiver has
+/// stopped draining and little of the ring is free (it never waits for
+/// more room than the message needs).
+#[test]
+fn a_sender_never_waits_for_more_room_than_it_needs() {
+    let name = ShmName::new("chan");
+    let mut tx = Sender::create(&name.0, 4096).unwrap();
+    let mut rx = Receiver::open(&name.0).unwrap();
+    let msg = [5u8; 100];
+    let mut sent = 0;
+    while tx.try_send(&msg).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 10);
+    let mut buf = [0u8; 128];
+    assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), Some(100));
+    // One message's worth is free; the receiver reads nothing more.
+    let start = Instant::now();
+    tx.send_timeout(&msg, TIMEOUT).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    for _ in 0..sent {
+        assert_eq!(rx.try_recv(&mut buf).unwrap(), Some(100));
+        assert_eq!(buf[..100], msg);
+    }
+}

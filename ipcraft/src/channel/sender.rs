@@ -161,11 +161,12 @@ impl Sender {
         Err(Error::new(SEND_OP, &mapped.label, cause))
     }
 
-    /// Waits until `enough(head)` holds for the receiver's position,
+    /// Waits until `enough(head, spinning)` holds for the receiver's
+    /// position (`spinning` while the wait has not yet gone to sleep),
     /// sleeping on it, and checking that the receiver is still there
     /// whenever a sleep times out (after looking at its position once more:
     /// what it took before it went, it took).
-    fn wait_for_head(&mut self, wait: Wait, mut enough: impl FnMut(u64) -> bool) -> Result<()> {
+    fn wait_for_head(&mut self, wait: Wait, mut enough: impl FnMut(u64, bool) -> bool) -> Result<()> {
         let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         let mut polls = 0u32;
         loop {
@@ -179,7 +180,7 @@ impl Sender {
                 continue;
             }
             let head = self.load_head()?;
-            if enough(head) {
+            if enough(head, !waiter.is_sleeping()) {
                 return Ok(());
             }
             if let Wait::No = wait {
@@ -204,7 +205,7 @@ impl Sender {
                 Ok(()) => {}
                 Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
                 Err(Stop::Failed(())) => {
-                    if enough(self.load_head()?) {
+                    if enough(self.load_head()?, false) {
                         return Ok(());
                     }
                     return Err(gone.unwrap_or_else(|| self.err(Cause::Closed { side: "receiver" })));
@@ -235,19 +236,26 @@ impl Sender {
                 }
                 Room::Full => {}
             }
-            // Resume only once a quarter of the ring (or the frame, if
-            // larger) is free: the receiver then drains a stretch without
-            // this side reading its position after every message, and the
-            // sender writes a stretch in one go.
+            // While spinning, resume only once a quarter of the ring (or the
+            // frame, if larger) is free: a busy receiver then drains a
+            // stretch without this side reading its position after every
+            // message, and the sender writes a stretch in one go. Once the
+            // wait sleeps (a receiver that is not draining), any room that
+            // fits the frame will do: never wait for room that may not come.
             let tail = self.tail;
             let want = (ring.capacity() / 4).max(ring::frame_size(len as u64) + ring::SLACK);
-            match self.wait_for_head(wait, |head| ring.free(tail, head) >= want) {
+            let fits = |head| !matches!(ring.room(tail, head, len as u64), Room::Full);
+            match self.wait_for_head(wait, |head, spinning| {
+                if spinning {
+                    ring.free(tail, head) >= want
+                } else {
+                    fits(head)
+                }
+            }) {
                 Ok(()) => {}
                 // Out of time, or not to wait: the room there is may still
                 // be enough for this frame.
-                Err(e)
-                    if matches!(e.cause(), Cause::TimedOut | Cause::Full)
-                        && !matches!(ring.room(tail, self.head, len as u64), Room::Full) => {}
+                Err(e) if matches!(e.cause(), Cause::TimedOut | Cause::Full) && fits(self.head) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -354,7 +362,7 @@ impl Sender {
     fn flush_with(&mut self, wait: Wait) -> Result<()> {
         self.ensure_attached()?;
         let tail = self.tail;
-        self.wait_for_head(wait, |head| head == tail)
+        self.wait_for_head(wait, |head, _| head == tail)
     }
 
     /// Ends the stream: the receiver gets what was sent, then `Ok(None)`.
@@ -401,7 +409,7 @@ impl Sender {
         }
         let ring = self.mapped.ring;
         let tail = self.tail;
-        self.wait_for_head(wait, |head| ring.free(tail, head) >= ring::FRAME_ALIGN)?;
+        self.wait_for_head(wait, |head, _| ring.free(tail, head) >= ring::FRAME_ALIGN)?;
         self.closed = true;
         let at = self.tail;
         self.tail = ring.publish_marker(at, marker);
