@@ -853,3 +853,13 @@ fn a_sender_never_waits_for_more_room_than_it_needs() {
         assert_eq!(buf[..100], msg);
     }
 }
+
+/// A pair's sender closed on purpose without sending anything still ends
+/// the stream for the receiver in the other process.
+#[test]
+fn closing_an_unused_pair_sender_ends_the_stream() {
+    let (tx, mut rx) = channel::pair(4096).unwrap();
+    let mut buf = [0u8; 8];
+    tx.close().unwrap();
+    assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), None);
+}

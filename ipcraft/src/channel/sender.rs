@@ -375,6 +375,9 @@ impl Sender {
     /// As [`flush`](Self::flush), when the ring is full and the end marker
     /// must wait for room.
     pub fn close(mut self) -> Result<()> {
+        // Closing on purpose is a use: a pair's sender that never sent
+        // attaches here, so its receiver still gets the end.
+        self.ensure_attached()?;
         self.end_stream(ring::CLOSE, Wait::Forever)
     }
 
@@ -387,6 +390,7 @@ impl Sender {
     /// [`Cause::TimedOut`], [`Cause::PeerDied`], [`Cause::Closed`].
     pub fn close_timeout(mut self, timeout: Duration) -> Result<()> {
         let wait = Wait::timeout(timeout);
+        self.ensure_attached()?;
         self.end_stream(ring::CLOSE, wait)?;
         self.flush_with(wait)
     }
@@ -395,6 +399,7 @@ impl Sender {
     /// [`Cause::Aborted`] instead of the end of stream, so a failure on the
     /// sending side never looks like a complete stream.
     pub fn abort(mut self) -> Result<()> {
+        self.ensure_attached()?;
         self.end_stream(ring::ABORT, Wait::Forever)
     }
 
