@@ -287,19 +287,22 @@ impl Fifo {
         let path = path.as_ref();
         let mode = Mode::from_bits_truncate(mode & 0o7777);
         sys::retry(|| rustix::fs::mkfifoat(CWD, path, mode)).context(OP, path.display())?;
-        // Opened (without waiting for a writer) to pin down the file made,
-        // so the mode is set, and the removal aimed, at it and nothing else.
-        let fd = sys::open_nofollow(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty());
+        // The mode is set, and the removal aimed, at the file made and at
+        // nothing swapped in since (pinned down by an O_PATH descriptor,
+        // which opens no reader on the FIFO).
+        let fd =
+            object::set_mode_nofollow(path, FileType::Fifo, mode.bits()).context("set mode of fifo", path.display());
         let fd = match fd {
             Ok(fd) => fd,
-            Err(e) => return Err(Error::new(OP, path.display(), e)),
+            Err(e) => {
+                let _ = remove(path);
+                return Err(e);
+            }
         };
-        let fifo = Fifo {
+        Ok(Fifo {
             path: path.to_owned(),
             removal: RemoveOnDrop::file(path, &fd, true).context(OP, path.display())?,
-        };
-        sys::retry(|| rustix::fs::fchmod(&fd, mode)).context("set mode of fifo", path.display())?;
-        Ok(fifo)
+        })
     }
 
     /// The FIFO's path.

@@ -57,6 +57,37 @@ pub(crate) fn check_owner(stat: &Stat, op: &'static str, object: &dyn fmt::Displ
     Ok(())
 }
 
+/// Sets the mode of the file this process just made at `path` without
+/// following a link: the file is opened `O_PATH | O_NOFOLLOW` (no reader or
+/// writer appears on a FIFO), checked to be of `kind`, and changed through
+/// its `/proc/self/fd` entry, so a link or other file swapped in at the
+/// path (in a directory others can write) is refused, never followed.
+/// Without `/proc`, a plain `chmod` of the path. Returns the `O_PATH`
+/// descriptor, which pins down the file for later checks.
+pub(crate) fn set_mode_nofollow(
+    path: &std::path::Path,
+    kind: FileType,
+    mode: u32,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let mode = Mode::from_raw_mode(mode & 0o7777);
+    let fd = sys::open_nofollow(path, OFlags::PATH, Mode::empty())?;
+    let stat = sys::retry(|| rustix::fs::fstat(&fd))?;
+    if FileType::from_raw_mode(stat.st_mode) != kind {
+        return Err(std::io::Error::other(format!(
+            "it was replaced by {} before its mode was set",
+            type_name(FileType::from_raw_mode(stat.st_mode))
+        )));
+    }
+    let via_proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match sys::retry(|| rustix::fs::chmod(via_proc.as_str(), mode)) {
+        Err(rustix::io::Errno::NOENT) => sys::retry(|| rustix::fs::chmod(path, mode))?,
+        other => other?,
+    }
+    Ok(fd)
+}
+
 /// `a FIFO`, `a symbolic link`, ...: what an error says was found.
 pub(crate) fn type_name(kind: FileType) -> &'static str {
     match kind {

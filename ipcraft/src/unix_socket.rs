@@ -231,8 +231,8 @@ impl Listener {
         // From here on the file is ours: removed again if anything fails.
         let removal = RemoveOnDrop::path(path).context(OP, path.display())?;
         // Not listening yet, so nobody can connect before the mode is set.
-        let mode = rustix::fs::Mode::from_raw_mode(mode & 0o777);
-        sys::retry(|| rustix::fs::chmod(path, mode)).context("set mode of socket", path.display())?;
+        crate::object::set_mode_nofollow(path, rustix::fs::FileType::Socket, mode)
+            .context("set mode of socket", path.display())?;
         sys::retry(|| rustix::net::listen(&fd, BACKLOG)).context(OP, path.display())?;
         Ok(Self {
             inner: UnixListener::from(fd),
