@@ -57,9 +57,28 @@ impl Receiver {
     }
 
     /// Finds the next frame: `Some((ring index, len))`, or `None` at end of
-    /// stream.
+    /// stream. A frame already there is taken at once (the common case,
+    /// kept small enough to inline); everything else goes through
+    /// [`next_frame_slow`](Self::next_frame_slow).
+    #[inline(always)]
     fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
-        self.ensure_attached()?;
+        if self.att.is_attached() && !self.ended {
+            let ring = self.mapped.ring;
+            ring.prefetch_after(self.head);
+            if let Ok(Peek::Frame { at, len }) = ring.peek(self.head) {
+                return Ok(Some((at, len)));
+            }
+        }
+        self.next_frame_slow(wait)
+    }
+
+    /// [`next_frame`](Self::next_frame) when no frame is ready: attaching,
+    /// padding, end markers, corruption, waiting.
+    #[inline(never)]
+    fn next_frame_slow(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+        if !self.att.is_attached() {
+            self.ensure_attached()?;
+        }
         if self.ended {
             return Ok(None);
         }

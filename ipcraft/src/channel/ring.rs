@@ -213,6 +213,7 @@ impl<M: Memory> Ring<M> {
         self.capacity - SLACK - FRAME_HEADER
     }
 
+    #[inline(always)]
     fn index(&self, pos: u64) -> u64 {
         pos & (self.capacity - 1)
     }
@@ -226,12 +227,14 @@ impl<M: Memory> Ring<M> {
     }
 
     /// The two header words of the frame at ring index `idx` (64-aligned).
+    #[inline(always)]
     fn words(&self, idx: u64) -> (&M::Word, &M::Word) {
         debug_assert!(idx % FRAME_ALIGN == 0 && idx + FRAME_HEADER <= self.capacity);
         (self.mem.word(idx), self.mem.word(idx + 8))
     }
 
     /// Whether a frame (or marker) is published at `pos`.
+    #[inline(always)]
     pub(crate) fn is_published(&self, pos: u64) -> bool {
         self.words(self.index(pos)).0.load(Ordering::SeqCst) == self.stamp(pos)
     }
@@ -256,12 +259,14 @@ impl<M: Memory> Ring<M> {
     }
 
     /// Bytes free with the producer at `tail` and the consumer at `head`.
+    #[inline(always)]
     pub(crate) fn free(&self, tail: u64, head: u64) -> u64 {
         self.capacity.saturating_sub(tail.wrapping_sub(head))
     }
 
     /// Whether a frame of `len` bytes can go at `tail` with the consumer at
     /// `head` (checked: at most `capacity` behind).
+    #[inline(always)]
     pub(crate) fn room(&self, tail: u64, head: u64, len: u64) -> Room {
         let free = self.free(tail, head);
         let need = frame_size(len);
@@ -282,6 +287,7 @@ impl<M: Memory> Ring<M> {
     /// Publishes a header of kind or length `value` at `tail` (payload
     /// already written): the length word first, the stamp last with release
     /// order.
+    #[inline(always)]
     fn publish_header(&self, tail: u64, value: u32) {
         let (stamp, len) = self.words(self.index(tail));
         len.store(u64::from(value), Ordering::Relaxed);
@@ -297,6 +303,7 @@ impl<M: Memory> Ring<M> {
 
     /// Publishes the frame of `len` bytes whose payload was written at
     /// `payload_index(tail)`; returns the new tail.
+    #[inline(always)]
     pub(crate) fn publish(&self, tail: u64, len: u64) -> u64 {
         self.publish_header(tail, len as u32);
         tail.wrapping_add(frame_size(len))
@@ -311,6 +318,7 @@ impl<M: Memory> Ring<M> {
     }
 
     /// Ring index of the payload of a frame at `pos`.
+    #[inline(always)]
     pub(crate) fn payload_index(&self, pos: u64) -> u64 {
         self.index(pos) + FRAME_HEADER
     }
@@ -344,6 +352,7 @@ impl<M: Memory> Ring<M> {
     // ---- consumer ----
 
     /// Reads and checks the header at the consumer's `head`.
+    #[inline(always)]
     pub(crate) fn peek(&self, head: u64) -> Result<Peek, Corrupted> {
         let idx = self.index(head);
         let (stamp, len) = self.words(idx);

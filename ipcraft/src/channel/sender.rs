@@ -120,9 +120,13 @@ impl Sender {
     }
 
     /// Fails unless this sender may still send, and attaches it.
+    #[inline(always)]
     fn check_open(&mut self) -> Result<()> {
         if self.closed {
             return Err(self.err(Cause::Closed { side: "sender" }));
+        }
+        if self.att.is_attached() {
+            return Ok(());
         }
         self.ensure_attached()
     }
@@ -214,8 +218,26 @@ impl Sender {
         }
     }
 
-    /// Makes room for a frame of `len` bytes at `self.tail`.
+    /// Makes room for a frame of `len` bytes at `self.tail`: at once when
+    /// the ring has room by this side's last look (the common case, kept
+    /// small enough to inline), otherwise through [`make_room_slow`].
+    #[inline(always)]
     fn make_room(&mut self, len: usize, wait: Wait) -> Result<()> {
+        let ring = self.mapped.ring;
+        if !self.closed
+            && self.att.is_attached()
+            && len as u64 <= ring.max_len()
+            && matches!(ring.room(self.tail, self.head, len as u64), Room::Fits)
+        {
+            return Ok(());
+        }
+        self.make_room_slow(len, wait)
+    }
+
+    /// [`make_room`] when the frame does not fit by the last look: checks,
+    /// padding, waiting.
+    #[inline(never)]
+    fn make_room_slow(&mut self, len: usize, wait: Wait) -> Result<()> {
         let ring = self.mapped.ring;
         if len as u64 > ring.max_len() {
             return Err(self.err(Cause::TooLarge {
