@@ -205,7 +205,7 @@ impl FifoOptions {
     /// descriptor opened.
     fn check_before_open(&self, path: &Path, op: &'static str) -> Result<()> {
         let stat = check_is_fifo(path, op)?;
-        object::check_owner(&stat, op, &path.display(), self.allow_foreign)
+        object::check_owner(stat.st_uid, op, &path.display(), self.allow_foreign)
     }
 
     /// `open(path, flags | O_NOFOLLOW | O_CLOEXEC)` and an `fstat` check of

@@ -44,15 +44,16 @@ pub(crate) fn check_opened(
             ));
         }
     }
-    check_owner(&stat, op, object, allow_foreign)?;
+    check_owner(stat.st_uid, op, object, allow_foreign)?;
     Ok(stat)
 }
 
-/// Refuses an object owned by another user unless `allow_foreign`.
-pub(crate) fn check_owner(stat: &Stat, op: &'static str, object: &dyn fmt::Display, allow_foreign: bool) -> Result<()> {
+/// Refuses an object that `owner` owns, when that is another user,
+/// unless `allow_foreign`.
+pub(crate) fn check_owner(owner: u32, op: &'static str, object: &dyn fmt::Display, allow_foreign: bool) -> Result<()> {
     let me = my_uid();
-    if stat.st_uid != me && !allow_foreign {
-        return Err(Error::new(op, object, Cause::ForeignOwner { owner: stat.st_uid, me }));
+    if owner != me && !allow_foreign {
+        return Err(Error::new(op, object, Cause::ForeignOwner { owner, me }));
     }
     Ok(())
 }

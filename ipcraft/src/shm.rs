@@ -385,16 +385,8 @@ pub fn remove(name: impl AsRef<OsStr>) -> Result<()> {
         let object = e.object().unwrap_or_default().to_owned();
         e.relabel(OP, object)
     })?;
-    if info.uid != object::my_uid() {
-        return Err(Error::new(
-            OP,
-            &info.name,
-            Cause::ForeignOwner {
-                owner: info.uid,
-                me: object::my_uid(),
-            },
-        ));
-    }
+    // Never removed on someone else's behalf (root could unlink it).
+    object::check_owner(info.uid, OP, &info.name, false)?;
     // Not rustix::shm::unlink: it refuses a 255-byte name that the kernel
     // (and shm_open) accept.
     sys::retry(|| rustix::fs::unlink(path_of(&info.name).as_str())).context(OP, &info.name)

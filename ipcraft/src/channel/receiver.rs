@@ -76,9 +76,7 @@ impl Receiver {
     /// padding, end markers, corruption, waiting.
     #[inline(never)]
     fn next_frame_slow(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
-        if !self.att.is_attached() {
-            self.ensure_attached()?;
-        }
+        self.ensure_attached()?;
         if self.ended {
             return Ok(None);
         }

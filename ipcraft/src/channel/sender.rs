@@ -120,13 +120,9 @@ impl Sender {
     }
 
     /// Fails unless this sender may still send, and attaches it.
-    #[inline(always)]
     fn check_open(&mut self) -> Result<()> {
         if self.closed {
             return Err(self.err(Cause::Closed { side: "sender" }));
-        }
-        if self.att.is_attached() {
-            return Ok(());
         }
         self.ensure_attached()
     }
