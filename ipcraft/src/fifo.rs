@@ -199,6 +199,22 @@ impl FifoOptions {
         Ok(PipeWriter::from(fd))
     }
 
+    /// The timeout set with [`timeout`](Self::timeout).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn timeout_value(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// A checked, non-blocking open of `path` for reading or writing (for
+    /// the async opens, which do their waiting themselves).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn open_nonblocking(&self, path: &Path, write: bool) -> Result<OwnedFd> {
+        const OP: &str = "open fifo";
+        self.check_before_open(path, OP)?;
+        let access = if write { OFlags::WRONLY } else { OFlags::RDONLY };
+        self.open_checked(path, access | OFlags::NONBLOCK, OP)
+    }
+
     /// The checks made before opening (so a refused FIFO is refused at
     /// once, not after waiting for the other side): a FIFO, not a link,
     /// and this user's unless allowed. They are made again on the

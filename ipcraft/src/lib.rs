@@ -125,6 +125,9 @@ pub mod shm;
 mod sys;
 pub mod unix_socket;
 
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
 /// The plain-old-data traits and derives that typed messages and shared
 /// values use, re-exported so that depending on ipcraft is enough.
 pub use bytemuck;
@@ -132,7 +135,8 @@ pub use bytemuck::{Pod, Zeroable};
 pub use error::{Cause, Error, Result};
 pub use name::Name;
 
-/// The README's Rust examples compile and run as doc tests (from the workspace).
-#[cfg(doctest)]
+/// The README's Rust examples compile and run as doc tests (from the
+/// workspace root, where the bench turns the `tokio` feature on).
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;

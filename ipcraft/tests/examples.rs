@@ -117,3 +117,61 @@ fn mq_priority_example() {
     assert_eq!(out.stdout, b"9\thigh\n5\tmid\n5\ttie-a\n1\tlow\n");
     assert!(ipcraft::mq::MessageQueue::open(&name).is_err(), "queue removed");
 }
+
+/// `tokio_recv chan NAME`: a blocking sender here, the example's async
+/// receiver in its own process; the bytes come out exactly, in order.
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_recv_example_copies_a_channel() {
+    let name = common::ShmName::new("tokio-example");
+    let mut tx = ipcraft::channel::Sender::create(&name.0, 16 * 1024).unwrap();
+    tx.keep(); // the ShmName removes it
+    let mut child = example("tokio_recv")
+        .args(["chan", &name.0])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    let mut sent = Vec::new();
+    for i in 0..500u64 {
+        let msg = pattern(1 + (i as usize * 131) % 5000, i);
+        tx.send(&msg).unwrap();
+        sent.extend_from_slice(&msg);
+    }
+    tx.close().unwrap();
+    let (status, err) = common::wait_with_stderr(child);
+    assert!(status.success(), "{err}");
+    assert!(
+        reader.join().unwrap() == sent,
+        "tokio_recv's output differs from what was sent"
+    );
+}
+
+/// `tokio_recv mq NAME COUNT`: priority order, one `PRIORITY<TAB>MESSAGE`
+/// line each; a bad count is a usage error.
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_recv_example_reads_a_queue_by_priority() {
+    let name = format!("/{}", common::unique("tokio-mq-example"));
+    let q = ipcraft::mq::MessageQueue::create(&name, 8, 64).unwrap();
+    for (text, prio) in [("low", 1), ("high", 9), ("mid", 5), ("tie", 5)] {
+        q.send(text.as_bytes(), prio).unwrap();
+    }
+    let out = run(example("tokio_recv").args(["mq", &name, "4"]), b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"9\thigh\n5\tmid\n5\ttie\n1\tlow\n");
+    let out = run(example("tokio_recv").args(["mq", &name, "four"]), b"");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        example("tokio_recv").args(["chan", "/ipcraft-no-such-channel-here"]),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("tokio_recv: "));
+}

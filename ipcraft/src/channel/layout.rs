@@ -62,6 +62,9 @@ pub(crate) struct Side {
     pub light: AtomicU32,
     /// How many times a process has attached as this side.
     pub attaches: AtomicU32,
+    /// The nonce of this side's doorbell while an async end holds it (0:
+    /// none). Rung instead of the futex while `sleeping` is `bell::BELL`.
+    pub bell: AtomicU64,
 }
 
 /// The header, at offset 0 of the object.

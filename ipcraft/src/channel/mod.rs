@@ -48,8 +48,13 @@
 //! assert_eq!(&buf[..5], b"hello");
 //! assert_eq!(rx.recv(&mut buf).unwrap(), None); // end of stream
 //! ```
+//!
+//! [`Cause::Full`]: crate::Cause::Full
+//! [`Cause::PeerDied`]: crate::Cause::PeerDied
+//! [`Cause::Corrupted`]: crate::Cause::Corrupted
 
 mod admin;
+mod bell;
 mod layout;
 mod object;
 mod options;
@@ -66,6 +71,36 @@ pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use options::ChannelOptions;
 pub use receiver::{Receiver, RecvView};
 pub use sender::{SendError, SendSlot, Sender};
+
+#[cfg(feature = "tokio")]
+pub(crate) use bell::{Bell, RUNG};
+
+/// What an async end (the `tokio` module) needs from a blocking one to
+/// sleep on its doorbell instead of a futex. The protocol is the blocking
+/// one with the doorbell in the futex's place: set the sleeping flag, a
+/// full barrier, look again, and only then wait (see `wait`).
+#[cfg(feature = "tokio")]
+pub(crate) trait Park {
+    /// Attaches for async use (as a non-spinning end, whose peer then
+    /// needs no membarrier) and publishes the doorbell's nonce.
+    fn park_init(&mut self, nonce: u64) -> crate::Result<()>;
+    /// Withdraws the doorbell: the end goes back to futex wake-ups.
+    fn park_release(&mut self);
+    /// Raises the flag and looks again: whether the condition this end
+    /// waits for may have changed meanwhile (then do not sleep).
+    fn arm(&mut self) -> bool;
+    /// This end's sleeping flag (to lower it when a wait is cancelled).
+    fn flag(&self) -> &std::sync::atomic::AtomicU32;
+    /// The peer's liveness, by its lock first: `Some(pid)` while it is
+    /// alive, `None` while none is there yet (or a new one may still come),
+    /// an error once the peer this end streams with has died or left.
+    fn peer(&mut self) -> crate::Result<Option<u32>>;
+    /// The peer side's pid and attach count as the header has them (two
+    /// loads, no check).
+    fn peer_identity(&self) -> (u32, u32);
+    /// The channel's name, for errors.
+    fn label(&self) -> &str;
+}
 
 /// Ring size used when none is given: 1 MiB.
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;

@@ -266,6 +266,9 @@ impl Mapped {
         // We hold the lock: whatever was here before is gone, and this side
         // is ours to take over.
         side.light.store(u32::from(light), Ordering::Release);
+        // A predecessor's doorbell is not ours.
+        side.bell.store(0, Ordering::Release);
+        side.sleeping.store(0, Ordering::Release);
         side.pid.store(pid, Ordering::Release);
         side.attaches.fetch_add(1, Ordering::AcqRel);
         let before = side.state.swap(ATTACHED, Ordering::AcqRel);
@@ -305,7 +308,7 @@ pub(super) trait Endpoint: Sized {
 
 /// A stamp key nobody can predict from the channel's name or time: the
 /// standard library's per-process random hash seed, mixed with the clock.
-fn random_key() -> u64 {
+pub(super) fn random_key() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -328,6 +331,13 @@ impl End {
         match self {
             End::Sender => "sender",
             End::Receiver => "receiver",
+        }
+    }
+
+    pub(super) fn peer(self) -> End {
+        match self {
+            End::Sender => End::Receiver,
+            End::Receiver => End::Sender,
         }
     }
 
@@ -380,6 +390,12 @@ impl Attachment {
         let side = self.end.side(mapped.header());
         let (pid, before) = mapped.attach(side, self.end.lock_byte(), self.end.name(), self.light)?;
         self.pid = pid;
+        // An async peer asleep on its doorbell learns that this side came,
+        // so it can watch this process for death. The lock taken above is a
+        // full barrier; the peer set its flag before it looked at our lock.
+        let peer = self.end.peer().side(mapped.header());
+        std::sync::atomic::fence(Ordering::SeqCst);
+        wait::ring_if_armed(peer);
         Ok(before)
     }
 

@@ -119,7 +119,7 @@ impl ChannelOptions {
     }
 
     /// Creates the named channel object (exclusive) without attaching
-    /// either side. The object stays until [`remove`]d.
+    /// either side. The object stays until [`remove`](super::remove)d.
     pub fn create(&self, name: impl AsRef<OsStr>) -> Result<()> {
         let mut mapped = self.create_named(name)?;
         if let Backing::Named(shm) = &mut mapped.backing {

@@ -177,7 +177,7 @@ impl Receiver {
         h.head.0.store(self.head, Ordering::Release);
         wait::light_fence(self.att.light);
         if h.sender.0.sleeping.load(Ordering::Relaxed) != 0 {
-            wait::wake(low_half(&h.head.0));
+            wait::wake(&h.sender.0, low_half(&h.head.0));
         }
     }
 
@@ -221,7 +221,7 @@ impl Receiver {
         self.recv_with(buf, Wait::timeout(timeout))
     }
 
-    /// Receives a plain-old-data value sent with [`Sender::send_pod`].
+    /// Receives a plain-old-data value sent with [`Sender::send_pod`](super::Sender::send_pod).
     ///
     /// # Errors
     ///
@@ -254,6 +254,63 @@ impl Receiver {
             at,
             len: len as usize,
         }))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl super::Park for Receiver {
+    fn park_init(&mut self, nonce: u64) -> Result<()> {
+        if !self.att.is_attached() {
+            self.att.spin = Duration::ZERO;
+        }
+        self.ensure_attached()?;
+        self.mapped.header().receiver.0.bell.store(nonce, Ordering::Release);
+        Ok(())
+    }
+
+    fn park_release(&mut self) {
+        if self.att.is_mine() {
+            let side = &self.mapped.header().receiver.0;
+            side.sleeping.store(0, Ordering::Release);
+            side.bell.store(0, Ordering::Release);
+        }
+    }
+
+    fn arm(&mut self) -> bool {
+        let h = self.mapped.header();
+        h.receiver.0.sleeping.store(super::bell::BELL, Ordering::Relaxed);
+        wait::heavy_fence(peer_is_light(&h.sender.0));
+        self.mapped.ring.is_published(self.head)
+    }
+
+    fn peer_identity(&self) -> (u32, u32) {
+        let side = &self.mapped.header().sender.0;
+        (side.pid.load(Ordering::Acquire), side.attaches.load(Ordering::Acquire))
+    }
+
+    fn label(&self) -> &str {
+        &self.mapped.label
+    }
+
+    fn flag(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.mapped.header().receiver.0.sleeping
+    }
+
+    fn peer(&mut self) -> Result<Option<u32>> {
+        if self.mapped.peer_alive(SENDER_LOCK_BYTE, RECV_OP)? {
+            self.sender_seen = true;
+            return Ok(Some(self.mapped.header().sender.0.pid.load(Ordering::Relaxed)));
+        }
+        Self::sender_present(&self.mapped, &mut self.sender_seen).map(|()| None)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Receiver {
+    /// `Ok` once a message, the end of the stream or an error is there to
+    /// take; [`Cause::Empty`] otherwise.
+    pub(crate) fn try_ready(&mut self) -> Result<()> {
+        self.next_frame(Wait::No).map(|_| ())
     }
 }
 
@@ -293,7 +350,7 @@ impl Drop for Receiver {
         if self.att.is_mine() {
             let h = self.mapped.header();
             h.receiver.0.state.store(CLOSED, Ordering::SeqCst);
-            wait::wake(low_half(&h.head.0));
+            wait::wake(&h.sender.0, low_half(&h.head.0));
         }
     }
 }

@@ -287,7 +287,7 @@ impl Sender {
         h.tail.0.store(self.tail, Ordering::Release);
         wait::light_fence(self.att.light);
         if h.receiver.0.sleeping.load(Ordering::Relaxed) != 0 {
-            wait::wake(self.mapped.ring.stamp_word(at));
+            wait::wake(&h.receiver.0, self.mapped.ring.stamp_word(at));
         }
     }
 
@@ -439,8 +439,81 @@ impl Sender {
         self.announce(at);
         let h = self.mapped.header();
         h.sender.0.state.store(CLOSED, Ordering::SeqCst);
-        wait::wake(ring.stamp_word(at));
+        wait::wake(&h.receiver.0, ring.stamp_word(at));
         Ok(())
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Sender {
+    /// Ends the stream if the end marker's line is free now
+    /// ([`Cause::Full`] otherwise): `abort` chooses the marker.
+    pub(crate) fn try_end(&mut self, abort: bool) -> Result<()> {
+        self.ensure_attached()?;
+        self.end_stream(if abort { ring::ABORT } else { ring::CLOSE }, Wait::No)
+    }
+
+    /// [`flush`](Self::flush) without waiting ([`Cause::Full`] while the
+    /// receiver has not taken everything).
+    pub(crate) fn try_flush(&mut self) -> Result<()> {
+        self.flush_with(Wait::No)
+    }
+
+    /// Whether a frame of `len` bytes fits now (`Ok(false)`: wait for room).
+    pub(crate) fn has_room(&mut self, len: usize) -> Result<bool> {
+        match self.make_room(len, Wait::No) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.cause(), Cause::Full) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl super::Park for Sender {
+    fn park_init(&mut self, nonce: u64) -> Result<()> {
+        if !self.att.is_attached() {
+            self.att.spin = Duration::ZERO;
+        }
+        self.ensure_attached()?;
+        self.mapped.header().sender.0.bell.store(nonce, Ordering::Release);
+        Ok(())
+    }
+
+    fn park_release(&mut self) {
+        if self.att.is_mine() {
+            let side = &self.mapped.header().sender.0;
+            side.sleeping.store(0, Ordering::Release);
+            side.bell.store(0, Ordering::Release);
+        }
+    }
+
+    fn arm(&mut self) -> bool {
+        let h = self.mapped.header();
+        h.sender.0.sleeping.store(super::bell::BELL, Ordering::Relaxed);
+        wait::heavy_fence(peer_is_light(&h.receiver.0));
+        h.head.0.load(Ordering::SeqCst) != self.head
+    }
+
+    fn peer_identity(&self) -> (u32, u32) {
+        let side = &self.mapped.header().receiver.0;
+        (side.pid.load(Ordering::Acquire), side.attaches.load(Ordering::Acquire))
+    }
+
+    fn label(&self) -> &str {
+        &self.mapped.label
+    }
+
+    fn flag(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.mapped.header().sender.0.sleeping
+    }
+
+    fn peer(&mut self) -> Result<Option<u32>> {
+        if self.mapped.peer_alive(RECEIVER_LOCK_BYTE, SEND_OP)? {
+            self.receiver_seen = true;
+            return Ok(Some(self.mapped.header().receiver.0.pid.load(Ordering::Relaxed)));
+        }
+        Self::receiver_present(&self.mapped, &mut self.receiver_seen, self.receivers_before).map(|()| None)
     }
 }
 

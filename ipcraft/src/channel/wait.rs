@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
+use super::bell;
+use super::layout::Side;
+
 /// Longest single sleep.
 const NAP: Duration = Duration::from_millis(50);
 
@@ -179,7 +182,7 @@ pub(crate) fn light_fence(registered: bool) {
 /// A peer whose fast path has a real fence needs only ours; a peer with
 /// the light fence needs the membarrier (an inter-processor interrupt, so
 /// it is skipped when not needed).
-fn heavy_fence(peer_light: bool) {
+pub(crate) fn heavy_fence(peer_light: bool) {
     use rustix::thread::{membarrier, MembarrierCommand};
     fence(Ordering::SeqCst);
     if peer_light {
@@ -189,10 +192,30 @@ fn heavy_fence(peer_light: bool) {
     }
 }
 
-/// Wakes one process sleeping on `word` (a shared futex).
-pub(crate) fn wake(word: &AtomicU32) {
-    // A failed wake leaves the sleeper to its timeout; nothing else to do.
-    let _ = futex::wake(word, futex::Flags::empty(), 1);
+/// Wakes the end of `side` if it sleeps: an async end on its doorbell, a
+/// blocking end on the futex `word`.
+#[cold]
+pub(crate) fn wake(side: &Side, word: &AtomicU32) {
+    match side.sleeping.load(Ordering::Acquire) {
+        bell::BELL | bell::RUNG => {
+            ring_if_armed(side);
+        }
+        // A failed wake leaves the sleeper to its timeout; nothing else to do.
+        _ => drop(futex::wake(word, futex::Flags::empty(), 1)),
+    }
+}
+
+/// Rings the doorbell of `side`'s async end if it is armed and nobody has
+/// rung it since it was: one ring per sleep, so rings never pile up in
+/// its socket.
+pub(crate) fn ring_if_armed(side: &Side) {
+    if side
+        .sleeping
+        .compare_exchange(bell::BELL, bell::RUNG, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        bell::ring(side.bell.load(Ordering::Acquire));
+    }
 }
 
 /// The sleeping-flag handshake model-checked with loom: every interleaving
