@@ -32,9 +32,10 @@ pub struct Args {
     quick: bool,
     /// Comma-separated transports: pipe, fifo, uds, mq, shm-futex, chan (a
     /// named channel), chan-memfd (a channel in a memfd), chan-sleep (the
-    /// memfd channel with spinning off: both sides sleep on a futex), tcp
-    /// (over loopback, as a reference), and iceoryx2 when built with the
-    /// `iceoryx2` feature.
+    /// memfd channel with spinning off: both sides sleep on a futex),
+    /// chan-async (the memfd channel with each side in a current-thread tokio
+    /// runtime), tcp (over loopback, as a reference), and iceoryx2 when built
+    /// with the `iceoryx2` feature.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Option<Vec<String>>,
     /// Comma-separated message sizes (bytes, or with K/M suffixes), 16 B to 1M.

@@ -14,12 +14,13 @@ use ipcraft::mmap::Mmap;
 use ipcraft::mq::{MessageQueue, MqOptions as MqOpen};
 use ipcraft::pipe::{PipeReader, PipeWriter};
 use ipcraft::shm::ShmOptions;
+use ipcraft::tokio::{AsyncReceiver, AsyncSender};
 
 use super::measure::Link;
 
 /// Every transport, in table order; `iceoryx2` only with that feature.
 pub fn all() -> Vec<&'static str> {
-    const EVERY: [&str; 10] = [
+    const EVERY: [&str; 11] = [
         "pipe",
         "fifo",
         "uds",
@@ -28,6 +29,7 @@ pub fn all() -> Vec<&'static str> {
         "chan",
         "chan-memfd",
         "chan-sleep",
+        "chan-async",
         "tcp",
         "iceoryx2",
     ];
@@ -56,6 +58,8 @@ pub enum Prepared {
     Chans {
         a: (Sender, Receiver),
         b: (Sender, Receiver),
+        /// Each side in its own current-thread tokio runtime.
+        asynchronous: bool,
     },
     NamedChans(ChanNames),
     #[cfg(feature = "iceoryx2")]
@@ -90,6 +94,14 @@ pub enum AnyLink {
         tx: Sender,
         rx: Receiver,
         _cleanup: Option<ChanNames>,
+    },
+    /// Async ends driven by this side's current-thread runtime: every
+    /// message is one `block_on`, and a waiting side sleeps in the
+    /// runtime's epoll, woken by the channel's doorbell.
+    ChanAsync {
+        rt: tokio::runtime::Runtime,
+        tx: AsyncSender,
+        rx: AsyncReceiver,
     },
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(super::iox::IoxLink),
@@ -164,7 +176,7 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
             }
             Prepared::NamedChans(names)
         }
-        "chan-memfd" | "chan-sleep" => {
+        "chan-memfd" | "chan-sleep" | "chan-async" => {
             let mut opts = ChannelOptions::new();
             opts.capacity(((size as u64 + 64) * 4).max(ipcraft::channel::DEFAULT_CAPACITY));
             if transport == "chan-sleep" {
@@ -175,6 +187,7 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
             Prepared::Chans {
                 a: (tx_ab, rx_ba),
                 b: (tx_ba, rx_ab),
+                asynchronous: transport == "chan-async",
             }
         }
         #[cfg(feature = "iceoryx2")]
@@ -227,9 +240,18 @@ impl Prepared {
                     seq_in: 0,
                 }
             }
-            Prepared::Chans { a, b } => {
+            Prepared::Chans { a, b, asynchronous } => {
                 let (tx, rx) = if first { a } else { b };
-                AnyLink::Chan { tx, rx, _cleanup: None }
+                if asynchronous {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let _in_runtime = rt.enter();
+                    let tx = AsyncSender::new(tx).map_err(err)?;
+                    let rx = AsyncReceiver::new(rx).map_err(err)?;
+                    drop(_in_runtime);
+                    AnyLink::ChanAsync { rt, tx, rx }
+                } else {
+                    AnyLink::Chan { tx, rx, _cleanup: None }
+                }
             }
             Prepared::NamedChans(names) => {
                 let [ab, ba] = &names.0;
@@ -320,6 +342,15 @@ impl AnyLink {
     }
 }
 
+/// A channel receive that must fill `want` bytes exactly.
+fn whole(got: ipcraft::Result<Option<usize>>, want: usize) -> io::Result<()> {
+    match got.map_err(err)? {
+        Some(n) if n == want => Ok(()),
+        Some(n) => Err(io::Error::other(format!("message of {n} bytes, expected {want}"))),
+        None => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
 impl Link for AnyLink {
     fn send(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
@@ -341,6 +372,7 @@ impl Link for AnyLink {
                 Ok(())
             }
             AnyLink::Chan { tx, .. } => tx.send(buf).map_err(err),
+            AnyLink::ChanAsync { rt, tx, .. } => rt.block_on(tx.send(buf)).map_err(err),
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(link) => link.send(buf),
         }
@@ -376,14 +408,8 @@ impl Link for AnyLink {
             }
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(link) => link.recv(buf),
-            AnyLink::Chan { rx, .. } => match rx.recv(buf).map_err(err)? {
-                Some(n) if n == buf.len() => Ok(()),
-                Some(n) => Err(io::Error::other(format!(
-                    "message of {n} bytes, expected {}",
-                    buf.len()
-                ))),
-                None => Err(io::ErrorKind::UnexpectedEof.into()),
-            },
+            AnyLink::Chan { rx, .. } => whole(rx.recv(buf), buf.len()),
+            AnyLink::ChanAsync { rt, rx, .. } => whole(rt.block_on(rx.recv(buf)), buf.len()),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use common::{assert_fails, assert_ok, ipcraft, run, TempDir};
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "pipe",
     "fifo",
     "uds",
@@ -16,6 +16,7 @@ const ALL: [&str; 9] = [
     "chan",
     "chan-memfd",
     "chan-sleep",
+    "chan-async",
     "tcp",
 ];
 
@@ -120,6 +121,7 @@ fn help_and_readme_describe_transports_alike() {
         "chan (a named channel)",
         "chan-memfd (a channel in a memfd)",
         "chan-sleep (the memfd channel with spinning off: both sides sleep on a futex)",
+        "chan-async (the memfd channel with each side in a current-thread tokio runtime)",
         "tcp (over loopback, as a reference)",
     ] {
         assert!(help.contains(phrase), "--help lacks {phrase:?}");
