@@ -6,6 +6,23 @@
 //! dropped and the content checks hold. The receiving side busy-polls, as
 //! iceoryx2's own benchmark does. Ports are created after `fork`, in the
 //! process that uses them.
+//!
+//! Two things this comparator must do that iceoryx2 does not do for it:
+//!
+//! - **Handshake before streaming.** A publisher delivers into a
+//!   subscriber's buffer before that subscriber has connected its side,
+//!   and once that buffer is full it *drops* samples for it
+//!   (`ZeroCopySendError::NoConnectedReceiverAndBufferIsFull`, by design:
+//!   back-pressure applies to connected subscribers only). Streaming right
+//!   after the peer subscribed therefore lost samples now and then
+//!   ("message 16 arrived with wrong content": the first 16 filled the
+//!   buffer, hundreds after them were dropped). Each side now sends one
+//!   hello sample and waits for the peer's, which connects its subscriber,
+//!   before any measured message.
+//! - **Its own file namespace.** Every run uses a private root directory
+//!   (inside the bench's temporary directory) and a private prefix for the
+//!   shared memory it creates, which the bench removes at the end: nothing
+//!   is left in `/tmp/iceoryx2` or `/dev/shm`.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -13,6 +30,8 @@ use std::time::{Duration, Instant};
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
+use iceoryx2_bb_system_types::file_name::FileName;
+use iceoryx2_bb_system_types::path::Path as IoxPath;
 
 type Pub = Publisher<ipc::Service, [u8], ()>;
 type Sub = Subscriber<ipc::Service, [u8], ()>;
@@ -29,10 +48,39 @@ pub struct IoxLink {
     _node: Node<ipc::Service>,
 }
 
+/// The iceoryx2 configuration of one bench run: its own root directory
+/// and shared-memory prefix.
+pub fn config(root: &std::path::Path, prefix: &str) -> io::Result<Config> {
+    let mut config = Config::default();
+    let root = format!("{}/", root.display());
+    config
+        .global
+        .set_root_path(&IoxPath::new(root.as_bytes()).map_err(err)?);
+    config.global.prefix = FileName::new(prefix.as_bytes()).map_err(err)?;
+    Ok(config)
+}
+
+/// Removes what a run with `prefix` left in `/dev/shm` (its root
+/// directory goes with the bench's temporary directory).
+pub fn clean(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            // Another process may have removed it already.
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 impl IoxLink {
-    pub fn open(out: &str, inp: &str, size: usize) -> io::Result<Self> {
+    pub fn open(out: &str, inp: &str, size: usize, config: &Config) -> io::Result<Self> {
         set_log_level(LogLevel::Error);
-        let node = NodeBuilder::new().create::<ipc::Service>().map_err(err)?;
+        let node = NodeBuilder::new()
+            .config(config)
+            .create::<ipc::Service>()
+            .map_err(err)?;
         let service = |name: &str| {
             let name: ServiceName = name.try_into().map_err(err)?;
             node.service_builder(&name)
@@ -64,11 +112,20 @@ impl IoxLink {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        Ok(Self {
+        let mut link = Self {
             publisher,
             subscriber,
             _node: node,
-        })
+        };
+        // The hello each way: see the module docs.
+        let hello = vec![0xA5u8; size];
+        link.send(&hello)?;
+        let mut got = vec![0u8; size];
+        link.recv(&mut got)?;
+        if got != hello {
+            return Err(io::Error::other("iceoryx2: the peer's hello differs"));
+        }
+        Ok(link)
     }
 
     pub fn send(&mut self, buf: &[u8]) -> io::Result<()> {

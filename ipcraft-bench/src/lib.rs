@@ -1,29 +1,38 @@
 //! `ipcraft bench`: every transport, two real processes, content checked,
 //! one table.
 
+pub mod floor;
 #[cfg(feature = "iceoryx2")]
 mod iox;
 pub mod measure;
 mod plot;
+pub mod report;
 pub mod transports;
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ipcraft::process::{self, Fork};
-use serde::Serialize;
 
 use measure::{Clock, Failed, MIN_SIZE};
+use report::{Machine, Method, Report, Row, Skipped};
 
 /// Measures every transport between two processes on this machine: round
 /// trip latency (pingpong) and throughput (stream), for each message size.
 ///
-/// The parent forks a child per measurement; the processes are pinned to
-/// different CPUs when there are two or more. Every message carries a
-/// sequence number and a checksum (and a stamp every 4 KiB) written by the
-/// sender and checked by the receiver, with a byte-for-byte comparison on
-/// every 64th message; warm-up is excluded. Compare the figures with the C
-/// programs in bench-baseline/ run on the same machine in the same session.
+/// The parent forks a child per measurement (processes, never threads);
+/// they are pinned to CPUs 0 and 1 when there are two or more. Every
+/// message carries a sequence number and a checksum (and a stamp every 4
+/// KiB) written by the sender and checked by the receiver, with a
+/// byte-for-byte comparison on every 64th message; warm-up is excluded.
+/// Ping-pong reports the round trip (one-way is half); stream, one-way
+/// throughput. The hardware floor is measured in the same run (one cache
+/// line's round trip between the two CPUs, one core's copy bandwidth) and
+/// every result shows how many times the floor it is. A transport that
+/// fails is listed under skipped with its reason, the run goes on, and the
+/// exit status is 1. Without a terminal, progress goes to stderr as one line
+/// per finished measurement.
 #[derive(clap::Args)]
 pub struct Args {
     /// Short runs (about 0.25 s per measurement, sizes 64 and 64K unless
@@ -34,11 +43,13 @@ pub struct Args {
     /// named channel), chan-memfd (a channel in a memfd), chan-sleep (the
     /// memfd channel with spinning off: both sides sleep on a futex),
     /// chan-async (the memfd channel with each side in a current-thread tokio
-    /// runtime), tcp (over loopback, as a reference), and iceoryx2 when built
-    /// with the `iceoryx2` feature.
+    /// runtime), chan-zc (the named channel, zero-copy: each message written
+    /// in place and checked in place, every byte), tcp (over loopback, as a
+    /// reference), and the comparators iceoryx2 and ipc-channel when built
+    /// with their cargo features.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Option<Vec<String>>,
-    /// Comma-separated message sizes (bytes, or with K/M suffixes), 16 B to 1M.
+    /// Comma-separated message sizes (bytes, or with K/M suffixes), 16 B to 4M.
     #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = parse_size)]
     sizes: Option<Vec<u64>>,
     /// Print the results as JSON instead of a table.
@@ -49,56 +60,15 @@ pub struct Args {
     plot: Option<std::path::PathBuf>,
 }
 
-/// The machine the figures come from.
-#[derive(Serialize)]
-pub struct Machine {
-    cpu: String,
-    cores: usize,
-    kernel: String,
-    pinned: bool,
-}
+/// Largest message size measured.
+pub const MAX_SIZE: u64 = 4 << 20;
 
-/// One measurement.
-#[derive(Serialize, Clone)]
-pub struct Row {
-    pub transport: String,
-    pub pattern: &'static str,
-    pub size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub samples: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub median_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p99_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p999_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mean_ns: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub messages: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_per_sec: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub messages_per_sec: Option<f64>,
-}
-
-/// A measurement that could not run here, and why.
-#[derive(Serialize)]
-struct Skipped {
-    transport: String,
-    pattern: &'static str,
-    size: u64,
-    reason: String,
-}
-
-#[derive(Serialize)]
-struct Report {
-    machine: Machine,
-    content_check: &'static str,
-    results: Vec<Row>,
-    skipped: Vec<Skipped>,
+/// What a run produced: the report text, and whether any measurement
+/// failed (the CLI exits 1 then, after printing everything else).
+#[derive(Debug)]
+pub struct Outcome {
+    pub text: String,
+    pub failed: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -135,9 +105,9 @@ fn usage(msg: String) -> BenchError {
     BenchError::Usage(msg)
 }
 
-/// Runs the measurements `args` ask for and returns the report as text:
-/// a table, or JSON with `--json`.
-pub fn run(args: Args) -> Result<String, BenchError> {
+/// Runs the measurements `args` ask for and returns the report as text
+/// (a table, or JSON with `--json`) with the count of failed measurements.
+pub fn run(args: Args) -> Result<Outcome, BenchError> {
     let all = transports::all();
     let transports: Vec<String> = match args.transports {
         Some(list) => {
@@ -159,8 +129,8 @@ pub fn run(args: Args) -> Result<String, BenchError> {
         None => vec![64, 1024, 65536, 1 << 20],
     };
     for &s in &sizes {
-        if !(MIN_SIZE as u64..=1 << 20).contains(&s) {
-            return Err(usage(format!("message size {s} is outside 16 to 1M bytes")));
+        if !(MIN_SIZE as u64..=MAX_SIZE).contains(&s) {
+            return Err(usage(format!("message size {s} is outside 16 to 4M bytes")));
         }
     }
     let budget = if args.quick {
@@ -187,49 +157,96 @@ pub fn run(args: Args) -> Result<String, BenchError> {
             }
         }
     }
-    // Drawn between measurements only (no ticker thread): the bench forks,
-    // and forking a single-threaded process lets the child run normal code.
-    let bar = ProgressBar::new(cases.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut results = Vec::new();
+    let progress = Progress::new(cases.len() + 2);
     let mut skipped = Vec::new();
-    let mut failure = None;
+    progress.start("floor: cache-line round trip and copy bandwidth");
+    let floor = match floor::measure(&sizes, budget, &clock, pinned) {
+        Ok(f) => {
+            progress.done(&format!(
+                "floor: cache-line round trip {}",
+                report::ns(f.cacheline_rtt_ns as f64)
+            ));
+            Some(f)
+        }
+        Err(e) => {
+            progress.done(&format!("floor: FAILED: {e}"));
+            skipped.push(Skipped {
+                transport: "floor".into(),
+                pattern: "pingpong",
+                size: 64,
+                reason: e.to_string(),
+                failed: true,
+            });
+            None
+        }
+    };
+    let mut results = Vec::new();
     for (n, (transport, pattern, size)) in cases.iter().enumerate() {
-        bar.set_message(format!("{transport} {} {size} B", pattern.name()));
-        bar.set_position(n as u64);
+        let what = format!("{transport} {} {}", pattern.name(), report::size(*size));
+        progress.start(&what);
         let tag = format!("{}-{n}", std::process::id());
         match run_case(transport, *pattern, *size as usize, budget, &clock, &tmp, &tag, pinned) {
-            Ok(row) => results.push(row),
-            Err(CaseError::Skipped(reason)) => skipped.push(Skipped {
-                transport: transport.clone(),
-                pattern: pattern.name(),
-                size: *size,
-                reason,
-            }),
-            Err(CaseError::Failed(why)) => {
-                failure = Some(format!("{transport} {} {size} B: {why}", pattern.name()));
-                break;
+            Ok(row) => {
+                progress.done(&format!("{what}: {}", row.summary()));
+                results.push(row);
+            }
+            Err(e) => {
+                let (reason, failed) = match e {
+                    CaseError::Skipped(r) => (r, false),
+                    CaseError::Failed(r) => (r, true),
+                };
+                progress.done(&format!(
+                    "{what}: {}{reason}",
+                    if failed { "FAILED: " } else { "skipped: " }
+                ));
+                skipped.push(Skipped {
+                    transport: transport.clone(),
+                    pattern: pattern.name(),
+                    size: *size,
+                    reason,
+                    failed,
+                });
             }
         }
     }
-    bar.finish_and_clear();
-    let _ = std::fs::remove_dir_all(&tmp);
-    if let Some(why) = failure {
-        return Err(BenchError::Failed(ipcraft::Error::bare(
-            "bench",
-            std::io::Error::other(why),
-        )));
+    // The host's speed drifts over a run (virtual CPUs move between
+    // physical ones): the cache-line round trip is measured again at the
+    // end, and the floor is the faster of the two.
+    progress.start("floor again");
+    let floor = match (floor, floor::measure(&sizes, budget, &clock, pinned)) {
+        (Some(a), Ok(b)) => {
+            progress.done(&format!(
+                "floor again: cache-line round trip {}",
+                report::ns(b.cacheline_rtt_ns as f64)
+            ));
+            Some(a.min(b))
+        }
+        (a, b) => {
+            progress.done("floor again: not measured");
+            a.or(b.ok())
+        }
+    };
+    if let Some(f) = &floor {
+        for row in &mut results {
+            row.rate(f);
+        }
     }
+    progress.finish();
+    let _ = std::fs::remove_dir_all(&tmp);
+    #[cfg(feature = "iceoryx2")]
+    iox::clean(&transports::iox_prefix());
+    let failed = skipped.iter().filter(|s| s.failed).count();
     let report = Report {
+        verdicts: report::verdicts(&results, floor.as_ref()),
+        notes: report::notes(&results),
+        method: Method::new(pinned),
         machine,
-        content_check: "every message: sequence number, checksum, stamp every 4 KiB; every 64th: all bytes",
+        floor,
         results,
         skipped,
     };
     if let Some(path) = &args.plot {
-        plot::draw(path, &report.results, &report.machine).map_err(|e| {
+        plot::draw(path, &report).map_err(|e| {
             BenchError::Failed(ipcraft::Error::new(
                 "draw",
                 path.display(),
@@ -237,11 +254,60 @@ pub fn run(args: Args) -> Result<String, BenchError> {
             ))
         })?;
     }
-    if args.json {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        Ok(format!("{text}\n"))
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
     } else {
-        Ok(table(&report))
+        report::table(&report)
+    };
+    Ok(Outcome { text, failed })
+}
+
+/// Progress on stderr: a bar on a terminal, otherwise one line per
+/// finished measurement (for logs and CI).
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    done: std::cell::Cell<usize>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        // Drawn between measurements only (no ticker thread): the bench
+        // forks, and forking a single-threaded process lets the child run
+        // normal code.
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self {
+            bar,
+            total,
+            done: std::cell::Cell::new(0),
+        }
+    }
+
+    fn start(&self, what: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(what.to_owned());
+            bar.set_position(self.done.get() as u64);
+        }
+    }
+
+    fn done(&self, line: &str) {
+        self.done.set(self.done.get() + 1);
+        if self.bar.is_none() {
+            eprintln!("ipcraft bench: [{}/{}] {line}", self.done.get(), self.total);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -319,20 +385,13 @@ fn run_case(
         transport: transport.to_owned(),
         pattern: pattern.name(),
         size: size as u64,
-        samples: None,
-        median_ns: None,
-        p99_ns: None,
-        p999_ns: None,
-        min_ns: None,
-        mean_ns: None,
-        messages: None,
-        bytes_per_sec: None,
-        messages_per_sec: None,
+        ..Row::default()
     };
     match measured {
         Ok(p) => {
             row.samples = Some(p.samples);
             row.median_ns = Some(p.median_ns);
+            row.one_way_ns = Some(p.median_ns / 2);
             row.p99_ns = Some(p.p99_ns);
             row.p999_ns = Some(p.p999_ns);
             row.min_ns = Some(p.min_ns);
@@ -348,7 +407,7 @@ fn run_case(
 }
 
 /// Pins this process to `cpu`; false if that is not allowed.
-fn pin(cpu: usize) -> bool {
+pub(crate) fn pin(cpu: usize) -> bool {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
     rustix::thread::sched_setaffinity(None, &set).is_ok()
@@ -364,75 +423,6 @@ fn cpu_model() -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn human_size(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}M", n >> 20),
-        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}K", n >> 10),
-        n => n.to_string(),
-    }
-}
-
-fn table(report: &Report) -> String {
-    let m = &report.machine;
-    let mut out = String::new();
-    out.push_str(&format!(
-        "ipcraft bench: {} ({} cores), Linux {}, processes {}\n",
-        m.cpu,
-        m.cores,
-        m.kernel,
-        if m.pinned {
-            "pinned to CPUs 0 and 1"
-        } else {
-            "not pinned"
-        }
-    ));
-    out.push_str(&format!("content check: {}\n\n", report.content_check));
-    out.push_str("pingpong: round trip, ns\n");
-    out.push_str(&format!(
-        "{:<11} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-        "transport", "size", "median", "p99", "p99.9", "min", "samples"
-    ));
-    for r in report.results.iter().filter(|r| r.pattern == "pingpong") {
-        out.push_str(&format!(
-            "{:<11} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-            r.transport,
-            human_size(r.size),
-            r.median_ns.unwrap_or(0),
-            r.p99_ns.unwrap_or(0),
-            r.p999_ns.unwrap_or(0),
-            r.min_ns.unwrap_or(0),
-            r.samples.unwrap_or(0)
-        ));
-    }
-    out.push_str("\nstream: throughput\n");
-    out.push_str(&format!(
-        "{:<11} {:>6} {:>12} {:>12}\n",
-        "transport", "size", "MB/s", "msgs/s"
-    ));
-    for r in report.results.iter().filter(|r| r.pattern == "stream") {
-        out.push_str(&format!(
-            "{:<11} {:>6} {:>12.1} {:>12.0}\n",
-            r.transport,
-            human_size(r.size),
-            r.bytes_per_sec.unwrap_or(0.0) / 1e6,
-            r.messages_per_sec.unwrap_or(0.0)
-        ));
-    }
-    if !report.skipped.is_empty() {
-        out.push_str("\nskipped:\n");
-        for s in &report.skipped {
-            out.push_str(&format!(
-                "  {} {} {}: {}\n",
-                s.transport,
-                s.pattern,
-                human_size(s.size),
-                s.reason
-            ));
-        }
-    }
-    out
 }
 
 /// Parses a size: bytes, or a number with a K, M or G suffix (binary units).

@@ -12,6 +12,27 @@ pub trait Link {
     fn send(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Receives one message of exactly `buf.len()` bytes.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<()>;
+    /// Whether this link moves messages in place (zero-copy): the
+    /// measurements then write each message into the transport's memory
+    /// with [`send_in_place`](Self::send_in_place) and read it there with
+    /// [`recv_in_place`](Self::recv_in_place).
+    fn in_place(&self) -> bool {
+        false
+    }
+    /// Sends a message of `len` bytes that `fill` writes in place.
+    fn send_in_place(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        fill(&mut buf);
+        self.send(&buf)
+    }
+    /// Receives a message of exactly `len` bytes and lets `read` look at it
+    /// in place.
+    fn recv_in_place(&mut self, len: usize, read: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        self.recv(&mut buf)?;
+        read(&buf);
+        Ok(())
+    }
 }
 
 /// Sequence number that tells the peer to stop.
@@ -96,6 +117,83 @@ impl Checker {
         }
         true
     }
+}
+
+/// Every byte of a message read and checked, at the cost of one pass:
+/// the XOR of its 8-byte words (the tail zero-padded) must equal the fold
+/// of the pattern with this message's stamps, which is computed from the
+/// pattern's fold and the few words the stamps replace. Used where the
+/// message is checked in place, so the check is what reads it.
+pub struct FoldCheck {
+    len: usize,
+    base: u64,
+    /// The pattern's words at the stamp positions (word 0, word 1, and
+    /// the first word of every later 4 KiB block).
+    replaced: Vec<(usize, u64)>,
+}
+
+fn fold(msg: &[u8]) -> u64 {
+    // Eight independent lanes, so the compiler can use vector XORs: the
+    // check then reads at close to memory speed, like the copy it replaces.
+    let mut blocks = msg.chunks_exact(64);
+    let mut lanes = [0u64; 8];
+    for b in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(b.chunks_exact(8)) {
+            *lane ^= u64::from_le_bytes(w.try_into().unwrap_or_default());
+        }
+    }
+    let mut acc = lanes.iter().fold(0, |a, l| a ^ l);
+    let mut words = blocks.remainder().chunks_exact(8);
+    for w in &mut words {
+        acc ^= u64::from_le_bytes(w.try_into().unwrap_or_default());
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        acc ^= u64::from_le_bytes(last);
+    }
+    acc
+}
+
+impl FoldCheck {
+    pub fn new(pattern: &[u8]) -> Self {
+        let word = |at: usize| u64::from_le_bytes(pattern[at..at + 8].try_into().unwrap_or_default());
+        let mut replaced = vec![(0, word(0)), (1, word(8))];
+        let mut k = 1;
+        while k * BLOCK + 8 <= pattern.len() {
+            replaced.push((k, word(k * BLOCK)));
+            k += 1;
+        }
+        Self {
+            len: pattern.len(),
+            base: fold(pattern),
+            replaced,
+        }
+    }
+
+    /// Whether `msg` is message `seq` of the pattern, every byte of it.
+    pub fn ok(&self, msg: &[u8], seq: u64) -> bool {
+        if msg.len() != self.len || !stamps_ok(msg, seq) {
+            return false;
+        }
+        let mut want = self.base;
+        for (i, &(k, old)) in self.replaced.iter().enumerate() {
+            let new = match i {
+                0 => seq,
+                1 => checksum(seq, self.len),
+                _ => seq ^ k as u64,
+            };
+            want ^= old ^ new;
+        }
+        fold(msg) == want
+    }
+}
+
+/// Writes message `seq` (the pattern, stamped) into `slot`: every byte.
+fn write_message(slot: &mut [u8], pattern: &[u8], seq: u64) {
+    slot.copy_from_slice(pattern);
+    stamp(slot, seq);
 }
 
 /// The fill pattern for messages of `size` bytes.
@@ -208,13 +306,26 @@ pub fn pingpong_parent(
     let start = Instant::now();
     let mut seq = 0u64;
     let mut measure_start = None;
+    let in_place = link.in_place();
+    let fold = FoldCheck::new(&pattern);
     loop {
-        stamp(&mut out, seq);
-        let t0 = clock.now();
-        link.send(&out)?;
-        link.recv(&mut back)?;
-        let t1 = clock.now();
-        if !checker.ok(&back, seq) {
+        let (t0, t1, ok);
+        if in_place {
+            let mut good = false;
+            t0 = clock.now();
+            link.send_in_place(size, &mut |slot| write_message(slot, &pattern, seq))?;
+            link.recv_in_place(size, &mut |msg| good = fold.ok(msg, seq))?;
+            t1 = clock.now();
+            ok = good;
+        } else {
+            stamp(&mut out, seq);
+            t0 = clock.now();
+            link.send(&out)?;
+            link.recv(&mut back)?;
+            t1 = clock.now();
+            ok = checker.ok(&back, seq);
+        }
+        if !ok {
             return Err(Failed::Content(seq));
         }
         if seq == warmup {
@@ -230,7 +341,11 @@ pub fn pingpong_parent(
     }
     let wall = measure_start.map_or(Duration::ZERO, |s| s.elapsed());
     stamp(&mut out, STOP);
-    link.send(&out)?;
+    if in_place {
+        link.send_in_place(size, &mut |slot| write_message(slot, &pattern, STOP))?;
+    } else {
+        link.send(&out)?;
+    }
     let samples = hist.len();
     Ok(PingPong {
         samples,
@@ -247,6 +362,26 @@ pub fn pingpong_parent(
 pub fn pingpong_child(link: &mut impl Link, size: usize) -> Result<(), Failed> {
     let mut buf = vec![0u8; size];
     let mut expected = 0u64;
+    if link.in_place() {
+        // Checks every byte where it lies, then writes the echo in place.
+        let pattern = pattern(size);
+        let fold = FoldCheck::new(&pattern);
+        loop {
+            let (mut stop, mut good) = (false, false);
+            link.recv_in_place(size, &mut |msg| {
+                stop = seq_of(msg) == STOP;
+                good = fold.ok(msg, expected);
+            })?;
+            if stop {
+                return Ok(());
+            }
+            if !good {
+                return Err(Failed::Content(expected));
+            }
+            link.send_in_place(size, &mut |slot| write_message(slot, &pattern, expected))?;
+            expected += 1;
+        }
+    }
     loop {
         link.recv(&mut buf)?;
         if seq_of(&buf) == STOP {
@@ -263,19 +398,29 @@ pub fn pingpong_child(link: &mut impl Link, size: usize) -> Result<(), Failed> {
 /// Sending side of a stream (the child): stamped messages for `budget`,
 /// then the stop message.
 pub fn stream_sender(link: &mut impl Link, size: usize, budget: Duration) -> Result<(), Failed> {
-    let mut buf = pattern(size);
+    let pattern = pattern(size);
+    let mut buf = pattern.clone();
+    let in_place = link.in_place();
     let start = Instant::now();
     let mut seq = 0u64;
     loop {
-        stamp(&mut buf, seq);
-        link.send(&buf)?;
+        if in_place {
+            link.send_in_place(size, &mut |slot| write_message(slot, &pattern, seq))?;
+        } else {
+            stamp(&mut buf, seq);
+            link.send(&buf)?;
+        }
         seq += 1;
         if seq % 256 == 0 && start.elapsed() >= budget {
             break;
         }
     }
-    stamp(&mut buf, STOP);
-    link.send(&buf)?;
+    if in_place {
+        link.send_in_place(size, &mut |slot| write_message(slot, &pattern, STOP))?;
+    } else {
+        stamp(&mut buf, STOP);
+        link.send(&buf)?;
+    }
     Ok(())
 }
 
@@ -291,12 +436,26 @@ pub fn stream_receiver(link: &mut impl Link, size: usize) -> Result<Stream, Fail
     // The clock is read at the warm-up's end and when the stop message
     // arrives (right behind the last one), never per message: a clock read
     // costs more than a small message does.
+    let in_place = link.in_place();
+    let fold = FoldCheck::new(&pattern);
     loop {
-        link.recv(&mut buf)?;
-        if seq_of(&buf) == STOP {
+        let (stop, ok);
+        if in_place {
+            let (mut s, mut g) = (false, false);
+            link.recv_in_place(size, &mut |msg| {
+                s = seq_of(msg) == STOP;
+                g = s || fold.ok(msg, seq);
+            })?;
+            (stop, ok) = (s, g);
+        } else {
+            link.recv(&mut buf)?;
+            stop = seq_of(&buf) == STOP;
+            ok = stop || checker.ok(&buf, seq);
+        }
+        if stop {
             break;
         }
-        if !checker.ok(&buf, seq) {
+        if !ok {
             return Err(Failed::Content(seq));
         }
         if seq == warmup {
@@ -317,6 +476,23 @@ pub fn stream_receiver(link: &mut impl Link, size: usize) -> Result<Stream, Fail
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fold_check_reads_every_byte() {
+        for size in [16, 100, 4096, 3 * BLOCK + 100] {
+            let pat = pattern(size);
+            let check = FoldCheck::new(&pat);
+            let mut m = vec![0u8; size];
+            write_message(&mut m, &pat, 42);
+            assert!(check.ok(&m, 42), "size {size}");
+            assert!(!check.ok(&m, 43), "size {size}: another sequence number");
+            for at in [size / 3, size / 2, size - 1] {
+                let mut bad = m.clone();
+                bad[at] ^= 0x20;
+                assert!(!check.ok(&bad, 42), "size {size}: byte {at} flipped");
+            }
+        }
+    }
 
     #[test]
     fn stamps_catch_wrong_and_torn_messages() {

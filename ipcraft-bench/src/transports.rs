@@ -18,24 +18,29 @@ use ipcraft::tokio::{AsyncReceiver, AsyncSender};
 
 use super::measure::Link;
 
-/// Every transport, in table order; `iceoryx2` only with that feature.
+/// Every transport, in table order; the comparators (`iceoryx2`,
+/// `ipc-channel`) only with their cargo features.
 pub fn all() -> Vec<&'static str> {
-    const EVERY: [&str; 11] = [
+    const EVERY: [&str; 13] = [
         "pipe",
         "fifo",
         "uds",
         "mq",
         "shm-futex",
         "chan",
+        "chan-zc",
         "chan-memfd",
         "chan-sleep",
         "chan-async",
         "tcp",
         "iceoryx2",
+        "ipc-channel",
     ];
     EVERY
         .into_iter()
-        .filter(|t| cfg!(feature = "iceoryx2") || *t != "iceoryx2")
+        .filter(|t| {
+            (cfg!(feature = "iceoryx2") || *t != "iceoryx2") && (cfg!(feature = "ipc-channel") || *t != "ipc-channel")
+        })
         .collect()
 }
 
@@ -61,12 +66,19 @@ pub enum Prepared {
         /// Each side in its own current-thread tokio runtime.
         asynchronous: bool,
     },
-    NamedChans(ChanNames),
+    /// Named channels; `zero_copy`: messages written and read in place.
+    NamedChans(ChanNames, bool),
+    #[cfg(feature = "ipc-channel")]
+    IpcChannel {
+        a: (ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
+        b: (ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
+    },
     #[cfg(feature = "iceoryx2")]
     Iceoryx2 {
         ab: String,
         ba: String,
         size: usize,
+        config: iceoryx2::prelude::Config,
     },
 }
 
@@ -93,8 +105,13 @@ pub enum AnyLink {
     Chan {
         tx: Sender,
         rx: Receiver,
+        /// Messages written into the ring in place (`reserve`) and read
+        /// there (`recv_view`): chan-zc.
+        zero_copy: bool,
         _cleanup: Option<ChanNames>,
     },
+    #[cfg(feature = "ipc-channel")]
+    IpcChannel(ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
     /// Async ends driven by this side's current-thread runtime: every
     /// message is one `block_on`, and a waiting side sleeps in the
     /// runtime's epoll, woken by the channel's doorbell.
@@ -167,14 +184,24 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
             drop(shm); // unlinks the name; the mapping stays
             Prepared::ShmFutex(map, size)
         }
-        "chan" => {
+        "chan" | "chan-zc" => {
             // Named channels in /dev/shm; each process opens its ends after fork.
             let capacity = ((size as u64 + 64) * 4).max(ipcraft::channel::DEFAULT_CAPACITY);
             let names = ChanNames([format!("/ipcraft-bench-{tag}-ab"), format!("/ipcraft-bench-{tag}-ba")]);
             for name in &names.0 {
                 ipcraft::channel::create(name, capacity).map_err(|e| fail(&e))?;
             }
-            Prepared::NamedChans(names)
+            Prepared::NamedChans(names, transport == "chan-zc")
+        }
+        #[cfg(feature = "ipc-channel")]
+        "ipc-channel" => {
+            let fail = |e: io::Error| format!("ipc-channel: {e}");
+            let (tx_ab, rx_ab) = ipc_channel::ipc::bytes_channel().map_err(fail)?;
+            let (tx_ba, rx_ba) = ipc_channel::ipc::bytes_channel().map_err(fail)?;
+            Prepared::IpcChannel {
+                a: (tx_ab, rx_ba),
+                b: (tx_ba, rx_ab),
+            }
         }
         "chan-memfd" | "chan-sleep" | "chan-async" => {
             let mut opts = ChannelOptions::new();
@@ -195,6 +222,7 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
             ab: format!("ipcraft-bench-{tag}-ab"),
             ba: format!("ipcraft-bench-{tag}-ba"),
             size,
+            config: super::iox::config(&tmp.join("iceoryx2"), &iox_prefix()).map_err(|e| e.to_string())?,
         },
         other => return Err(format!("unknown transport {other:?}")),
     })
@@ -250,10 +278,15 @@ impl Prepared {
                     drop(_in_runtime);
                     AnyLink::ChanAsync { rt, tx, rx }
                 } else {
-                    AnyLink::Chan { tx, rx, _cleanup: None }
+                    AnyLink::Chan {
+                        tx,
+                        rx,
+                        zero_copy: false,
+                        _cleanup: None,
+                    }
                 }
             }
-            Prepared::NamedChans(names) => {
+            Prepared::NamedChans(names, zero_copy) => {
                 let [ab, ba] = &names.0;
                 let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
                 let tx = Sender::open(out).map_err(err)?;
@@ -269,16 +302,28 @@ impl Prepared {
                 AnyLink::Chan {
                     tx,
                     rx,
+                    zero_copy,
                     _cleanup: names,
                 }
             }
+            #[cfg(feature = "ipc-channel")]
+            Prepared::IpcChannel { a, b } => {
+                let (tx, rx) = if first { a } else { b };
+                AnyLink::IpcChannel(tx, rx)
+            }
             #[cfg(feature = "iceoryx2")]
-            Prepared::Iceoryx2 { ab, ba, size } => {
+            Prepared::Iceoryx2 { ab, ba, size, config } => {
                 let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
-                AnyLink::Iceoryx2(super::iox::IoxLink::open(&out, &inp, size)?)
+                AnyLink::Iceoryx2(super::iox::IoxLink::open(&out, &inp, size, &config)?)
             }
         })
     }
+}
+
+/// The shared-memory prefix of this bench run's iceoryx2 objects.
+#[cfg(feature = "iceoryx2")]
+pub fn iox_prefix() -> String {
+    format!("ipcraft_bench_{}_", std::process::id())
 }
 
 /// Channel names that are removed when dropped.
@@ -373,9 +418,49 @@ impl Link for AnyLink {
             }
             AnyLink::Chan { tx, .. } => tx.send(buf).map_err(err),
             AnyLink::ChanAsync { rt, tx, .. } => rt.block_on(tx.send(buf)).map_err(err),
+            #[cfg(feature = "ipc-channel")]
+            AnyLink::IpcChannel(tx, _) => tx.send(buf),
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(link) => link.send(buf),
         }
+    }
+
+    fn in_place(&self) -> bool {
+        matches!(self, AnyLink::Chan { zero_copy: true, .. })
+    }
+
+    fn send_in_place(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        let AnyLink::Chan { tx, .. } = self else {
+            let mut buf = vec![0u8; len];
+            fill(&mut buf);
+            return self.send(&buf);
+        };
+        let mut slot = tx.reserve(len).map_err(err)?;
+        // SAFETY: the slot is ours until committed; the receiver reads that
+        // frame only after the commit publishes it.
+        fill(unsafe { slot.as_mut_slice() });
+        slot.commit();
+        Ok(())
+    }
+
+    fn recv_in_place(&mut self, len: usize, read: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        let AnyLink::Chan { rx, .. } = self else {
+            let mut buf = vec![0u8; len];
+            self.recv(&mut buf)?;
+            read(&buf);
+            return Ok(());
+        };
+        let view = rx.recv_view().map_err(err)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        if view.len() != len {
+            return Err(io::Error::other(format!(
+                "message of {} bytes, expected {len}",
+                view.len()
+            )));
+        }
+        // SAFETY: the sender is the bench's own other process, which never
+        // writes into a frame it has committed until this view releases it.
+        read(unsafe { view.as_slice() });
+        Ok(())
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
@@ -410,6 +495,19 @@ impl Link for AnyLink {
             AnyLink::Iceoryx2(link) => link.recv(buf),
             AnyLink::Chan { rx, .. } => whole(rx.recv(buf), buf.len()),
             AnyLink::ChanAsync { rt, rx, .. } => whole(rt.block_on(rx.recv(buf)), buf.len()),
+            #[cfg(feature = "ipc-channel")]
+            AnyLink::IpcChannel(_, rx) => {
+                let got = rx.recv().map_err(|e| io::Error::other(format!("ipc-channel: {e:?}")))?;
+                if got.len() != buf.len() {
+                    return Err(io::Error::other(format!(
+                        "message of {} bytes, expected {}",
+                        got.len(),
+                        buf.len()
+                    )));
+                }
+                buf.copy_from_slice(&got);
+                Ok(())
+            }
         }
     }
 }

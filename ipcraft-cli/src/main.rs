@@ -157,7 +157,13 @@ fn main() -> ExitCode {
         Command::Gc(args) => gc::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Bench(args) => match ipcraft_bench::run(args) {
-            Ok(text) => write_stdout(text.as_bytes()),
+            Ok(out) => write_stdout(out.text.as_bytes()).and_then(|()| match out.failed {
+                0 => Ok(()),
+                n => {
+                    eprintln!("ipcraft: bench: {n} measurement(s) failed (listed under skipped)");
+                    Err(Failure::Reported)
+                }
+            }),
             Err(ipcraft_bench::BenchError::Usage(line)) => Err(Failure::Usage(line)),
             Err(ipcraft_bench::BenchError::Failed(e)) => Err(Failure::Error(e)),
         },
