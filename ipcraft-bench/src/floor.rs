@@ -130,7 +130,9 @@ const STOP: u64 = u64::MAX;
 /// returns what it holds, or `None` after 5 s without it.
 fn spin_until(word: &AtomicU64, want: u64) -> Option<u64> {
     let mut spins = 0u32;
-    let start = Instant::now();
+    // The clock is read only once the wait is long: inside a round trip
+    // of ~100 ns a clock read would be a large part of what is measured.
+    let mut start = None;
     loop {
         let v = word.load(Ordering::Acquire);
         if v >= want {
@@ -138,7 +140,7 @@ fn spin_until(word: &AtomicU64, want: u64) -> Option<u64> {
         }
         spins = spins.wrapping_add(1);
         if spins % 4096 == 0 {
-            if start.elapsed() > Duration::from_secs(5) {
+            if start.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(5) {
                 return None;
             }
             std::thread::yield_now();

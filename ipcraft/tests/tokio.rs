@@ -24,6 +24,7 @@ roles!(
     role_fifo_write,
     role_mq_send,
     role_uds_send,
+    role_pair_after_fork,
 );
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -113,7 +114,9 @@ fn role_chan_recv(args: Vec<String>) {
 /// `NAME COUNT MAX SEED MODE`: sends the stream async. MODE `close` ends
 /// it; `die` is killed by SIGKILL right after the last send; `cancel`
 /// races every send against a 20 µs timer and sends again what did not go;
-/// `blocked` says `blocked` on stdout once a send has to wait for room.
+/// `blocked` says `blocked` on stdout once a send has to wait for room;
+/// `paced` pauses 1 ms after every 100th message, so the receiver waits
+/// (and its waits are cut short) many times.
 fn role_chan_send(args: Vec<String>) {
     let name = &args[0];
     let (count, max, seed): (u64, usize, u64) = (
@@ -145,6 +148,12 @@ fn role_chan_send(args: Vec<String>) {
                         tx.send(&msg).await.unwrap_or_else(|e| fail(e));
                     }
                 },
+                "paced" => {
+                    tx.send(&msg).await.unwrap_or_else(|e| fail(e));
+                    if i % 100 == 99 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
                 _ => tx.send(&msg).await.unwrap_or_else(|e| fail(e)),
             }
         }
@@ -270,6 +279,49 @@ fn role_uds_send(args: Vec<String>) {
     });
 }
 
+/// A pair made before `fork`: the child receives async, this process
+/// sends async, each in its own runtime made after the fork.
+fn role_pair_after_fork(_: Vec<String>) {
+    use ipcraft::process::{self, Fork};
+    let (tx, rx) = ChannelOptions::new().capacity(4096).pair().unwrap();
+    // SAFETY: a role runs before the test harness starts any thread, so
+    // the child may run ordinary code; it leaves through exit_child.
+    match unsafe { process::fork() }.unwrap() {
+        Fork::Child => {
+            drop(tx);
+            let ok = runtime().block_on(async {
+                let mut rx = AsyncReceiver::new(rx).unwrap();
+                let mut i = 0u64;
+                while let Some(view) = rx.recv_view().await.unwrap() {
+                    if view.to_vec() != message(i, 3000, 31) {
+                        return false;
+                    }
+                    i += 1;
+                }
+                i == 2000
+            });
+            process::exit_child(if ok { 0 } else { 1 });
+        }
+        Fork::Parent(pid) => {
+            drop(rx);
+            runtime().block_on(async {
+                let mut tx = AsyncSender::new(tx).unwrap();
+                for i in 0..2000 {
+                    let msg = message(i, 3000, 31);
+                    let mut slot = tx.reserve(msg.len()).await.unwrap();
+                    slot.write_at(0, &msg).unwrap();
+                    slot.commit();
+                }
+                tx.close().await.unwrap();
+            });
+            let status = process::wait_pid_timeout(pid, TIMEOUT)
+                .unwrap()
+                .expect("the child finished");
+            assert!(status.success(), "the child received a wrong stream: {status}");
+        }
+    }
+}
+
 // ---- helpers ----
 
 /// A child whose stdout is read from the start (it may write more than a
@@ -362,7 +414,7 @@ fn cancelled_receives_lose_and_duplicate_nothing() {
     let rx = spawn(&mut role("role_chan_recv", &[name.0.as_str(), "cancel"]));
     let tx = spawn(&mut role(
         "role_chan_send",
-        &[name.0.as_str(), "4000", "1500", "14", "close"],
+        &[name.0.as_str(), "4000", "1500", "14", "paced"],
     ));
     let (status, _, err) = finish(tx);
     assert!(status.success(), "{err}");
@@ -447,6 +499,12 @@ fn async_receiver_on_a_sealed_memfd_channel() {
     let (status, out, err) = finish(rx);
     assert!(status.success(), "{err}");
     assert_stream(&records(&out), 1000, 3000, 18);
+}
+
+#[test]
+fn async_pair_across_fork_with_reserve_and_views() {
+    let out = common::run(&mut role("role_pair_after_fork", &[]), b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

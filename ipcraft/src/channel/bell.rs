@@ -19,6 +19,12 @@
 //! namespaces cannot ring each other, and an async end there notices
 //! progress only at its liveness checks.
 //!
+//! A Unix datagram socket queues at most `net.unix.max_dgram_qlen`
+//! datagrams (10 by default) and refuses more, so a peer rings only when it
+//! moves the flag from `BELL` to `RUNG`: at most one ring per sleep, and
+//! the async end counts the rings it is owed and takes them all when it
+//! wakes, so stale rings never fill the socket and crowd out a real one.
+//!
 //! The nonce is read from memory another process can write: the worst a
 //! forged one does is send a one-byte datagram to some other
 //! `ipcraft-bell-*` name, or none at all.
