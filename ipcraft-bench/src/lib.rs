@@ -233,8 +233,7 @@ pub fn run(args: Args) -> Result<Outcome, BenchError> {
     }
     progress.finish();
     let _ = std::fs::remove_dir_all(&tmp);
-    #[cfg(feature = "iceoryx2")]
-    iox::clean(&transports::iox_prefix());
+    transports::clean_up();
     let failed = skipped.iter().filter(|s| s.failed).count();
     let report = Report {
         verdicts: report::verdicts(&results, floor.as_ref()),

@@ -320,6 +320,14 @@ impl Prepared {
     }
 }
 
+/// Removes what this process's comparators left outside the temporary
+/// directory (iceoryx2's shared memory under this run's prefix); call it
+/// once the measurements are done.
+pub fn clean_up() {
+    #[cfg(feature = "iceoryx2")]
+    super::iox::clean(&iox_prefix());
+}
+
 /// The shared-memory prefix of this bench run's iceoryx2 objects.
 #[cfg(feature = "iceoryx2")]
 pub fn iox_prefix() -> String {

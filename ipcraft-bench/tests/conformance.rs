@@ -57,6 +57,14 @@ fn side_a(link: &mut impl Link, size: usize) -> Result<(), String> {
 
 /// Runs the suite for one transport in this (single-threaded) role process.
 fn role_conformance(args: Vec<String>) {
+    /// Removes the comparators' leftovers when the role ends, pass or fail.
+    struct CleanUp;
+    impl Drop for CleanUp {
+        fn drop(&mut self) {
+            transports::clean_up();
+        }
+    }
+    let _clean_up = CleanUp;
     let transport = args[0].as_str();
     let dir = TempDir::new();
     for size in SIZES {
