@@ -25,6 +25,7 @@ roles!(
     role_mq_send,
     role_uds_send,
     role_pair_after_fork,
+    role_drop_and_live_on,
 );
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -322,6 +323,53 @@ fn role_pair_after_fork(_: Vec<String>) {
     }
 }
 
+/// `NAME receiver|sender`: attaches as that side, receives one message (a
+/// receiver) or fills the ring (a sender: messages of at most 48 bytes,
+/// one 64-byte frame each, `try_send` until the ring is full), drops the
+/// end, says `dropped N` (messages
+/// sent), and lives on until its stdin closes.
+fn role_drop_and_live_on(args: Vec<String>) {
+    let sent = if args[1] == "receiver" {
+        let mut rx = Receiver::open(&args[0]).unwrap();
+        let mut buf = vec![0u8; 4096];
+        rx.recv_timeout(&mut buf, TIMEOUT).unwrap();
+        0
+    } else {
+        let mut tx = Sender::open(&args[0]).unwrap();
+        let mut i = 0;
+        while tx.try_send(&message(i, 48, 41)).is_ok() {
+            i += 1;
+        }
+        i
+    };
+    println!("dropped {sent}");
+    std::io::stdout().flush().unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+}
+
+/// Starts `role_drop_and_live_on` and waits for it to have dropped its
+/// end; returns the process and the count it printed.
+fn drop_and_live_on(name: &str, side: &str) -> (Child, u64) {
+    let mut child = role("role_drop_and_live_on", &[name, side])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let n = line
+        .trim()
+        .strip_prefix("dropped ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap();
+    (child, n)
+}
+
 // ---- helpers ----
 
 /// A child whose stdout is read from the start (it may write more than a
@@ -483,6 +531,48 @@ fn async_sender_waiting_for_room_learns_of_the_receivers_death() {
     let (status, _, err) = finish(tx);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("receiver") && err.contains("died"), "{err}");
+}
+
+#[test]
+fn async_sender_learns_that_a_live_receiver_dropped_its_end() {
+    let name = channel("tokio-j", 4096);
+    let mut tx = role("role_chan_send", &[name.0.as_str(), "100", "1000", "42", "blocked"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(tx.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "blocked\n");
+    // The receiver takes one message and drops its end; its process lives
+    // on, so no pidfd will tell the sender: the departure must.
+    let (mut holder, _) = drop_and_live_on(&name.0, "receiver");
+    let tx = Proc {
+        child: tx,
+        stdout: std::thread::spawn(Vec::new),
+    };
+    let (status, _, err) = finish(tx);
+    drop(holder.stdin.take());
+    common::wait(&mut holder);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("receiver") && err.contains("closed"), "{err}");
+}
+
+/// A sender that fills the ring and drops its end (its process living on)
+/// still ends the stream: the ring keeps room for the end marker.
+#[test]
+fn a_live_sender_that_drops_its_end_on_a_full_ring_still_ends_the_stream() {
+    let name = channel("tokio-k", 8192);
+    // The sender fills the ring before anyone reads, drops its end and
+    // lives on; then the async receiver comes.
+    let (mut holder, sent) = drop_and_live_on(&name.0, "sender");
+    let rx = spawn(&mut role("role_chan_recv", &[name.0.as_str(), "plain"]));
+    let (status, out, err) = finish(rx);
+    drop(holder.stdin.take());
+    common::wait(&mut holder);
+    assert!(status.success(), "{err}");
+    assert!(sent > 0);
+    assert_stream(&records(&out), sent, 48, 41);
 }
 
 #[test]

@@ -65,6 +65,11 @@ pub(crate) struct Side {
     /// The nonce of this side's doorbell while an async end holds it (0:
     /// none). Rung instead of the futex while `sleeping` is `bell::BELL`.
     pub bell: AtomicU64,
+    /// Non-zero from the moment the attached process starts to drop its
+    /// end until its lock is gone (reset by the next attach): an async peer
+    /// that finds the lock still held then checks again shortly instead of
+    /// waiting for a ring or the process's exit.
+    pub leaving: AtomicU32,
 }
 
 /// The header, at offset 0 of the object.

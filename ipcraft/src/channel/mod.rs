@@ -95,9 +95,9 @@ pub(crate) trait Park {
     /// alive, `None` while none is there yet (or a new one may still come),
     /// an error once the peer this end streams with has died or left.
     fn peer(&mut self) -> crate::Result<Option<u32>>;
-    /// The peer side's pid and attach count as the header has them (two
-    /// loads, no check).
-    fn peer_identity(&self) -> (u32, u32);
+    /// The peer side's pid, attach count and leaving flag as the header
+    /// has them (three loads, no check).
+    fn peer_identity(&self) -> (u32, u32, u32);
     /// The channel's name, for errors.
     fn label(&self) -> &str;
 }

@@ -266,9 +266,10 @@ impl Mapped {
         // We hold the lock: whatever was here before is gone, and this side
         // is ours to take over.
         side.light.store(u32::from(light), Ordering::Release);
-        // A predecessor's doorbell is not ours.
+        // A predecessor's doorbell and departure are not ours.
         side.bell.store(0, Ordering::Release);
         side.sleeping.store(0, Ordering::Release);
+        side.leaving.store(0, Ordering::Release);
         side.pid.store(pid, Ordering::Release);
         side.attaches.fetch_add(1, Ordering::AcqRel);
         let before = side.state.swap(ATTACHED, Ordering::AcqRel);
@@ -358,6 +359,9 @@ impl End {
 
 /// An end's attachment to its channel, made on first use, so the copy of
 /// an end that a forked process drops unused never counts as that end.
+///
+/// It must be declared after the end's `Mapped`, so it drops after it:
+/// see [`depart`](Self::depart).
 #[derive(Debug)]
 pub(super) struct Attachment {
     end: End,
@@ -367,6 +371,8 @@ pub(super) struct Attachment {
     pid: u32,
     /// Whether this process may use the light barrier (see `wait`).
     pub(super) light: bool,
+    /// The doorbell to ring once this end's lock is gone (0: none).
+    ring_on_drop: u64,
 }
 
 impl Attachment {
@@ -376,6 +382,7 @@ impl Attachment {
             spin,
             pid: 0,
             light: false,
+            ring_on_drop: 0,
         }
     }
 
@@ -402,6 +409,43 @@ impl Attachment {
     /// Whether this end is attached and this process is the one that did.
     pub(super) fn is_mine(&self) -> bool {
         self.pid != 0 && rustix::process::getpid().as_raw_nonzero().get() as u32 == self.pid
+    }
+
+    /// Called as the end drops (before its mapping and lock go): marks the
+    /// side as leaving and, if the peer is an async end asleep on its
+    /// doorbell, arranges to ring it once the lock is gone (when this
+    /// attachment drops, after the mapping) — so the peer learns of a
+    /// departure even though this process lives on. The flag and the
+    /// peer's sleeping flag form the same store/barrier/load handshake as
+    /// the wake-up: either the peer sees `leaving`, or this side sees the
+    /// peer armed and rings.
+    pub(super) fn depart(&mut self, mapped: &Mapped) {
+        if !self.is_mine() {
+            return;
+        }
+        let h = mapped.header();
+        self.end.side(h).leaving.store(1, Ordering::SeqCst);
+        let peer = self.end.peer().side(h);
+        if peer
+            .sleeping
+            .compare_exchange(
+                super::bell::BELL,
+                super::bell::RUNG,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.ring_on_drop = peer.bell.load(Ordering::Acquire);
+        }
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if self.ring_on_drop != 0 {
+            super::bell::ring(self.ring_on_drop);
+        }
     }
 }
 

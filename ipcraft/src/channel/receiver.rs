@@ -283,9 +283,13 @@ impl super::Park for Receiver {
         self.mapped.ring.is_published(self.head)
     }
 
-    fn peer_identity(&self) -> (u32, u32) {
+    fn peer_identity(&self) -> (u32, u32, u32) {
         let side = &self.mapped.header().sender.0;
-        (side.pid.load(Ordering::Acquire), side.attaches.load(Ordering::Acquire))
+        (
+            side.pid.load(Ordering::Acquire),
+            side.attaches.load(Ordering::Acquire),
+            side.leaving.load(Ordering::SeqCst),
+        )
     }
 
     fn label(&self) -> &str {
@@ -350,6 +354,9 @@ impl Drop for Receiver {
         if self.att.is_mine() {
             let h = self.mapped.header();
             h.receiver.0.state.store(CLOSED, Ordering::SeqCst);
+            // An async sender is rung once the lock is gone; a blocking one
+            // is woken now and finds the lock free at its next check.
+            self.att.depart(&self.mapped);
             wait::wake(&h.sender.0, low_half(&h.head.0));
         }
     }

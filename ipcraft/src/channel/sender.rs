@@ -495,9 +495,13 @@ impl super::Park for Sender {
         h.head.0.load(Ordering::SeqCst) != self.head
     }
 
-    fn peer_identity(&self) -> (u32, u32) {
+    fn peer_identity(&self) -> (u32, u32, u32) {
         let side = &self.mapped.header().receiver.0;
-        (side.pid.load(Ordering::Acquire), side.attaches.load(Ordering::Acquire))
+        (
+            side.pid.load(Ordering::Acquire),
+            side.attaches.load(Ordering::Acquire),
+            side.leaving.load(Ordering::SeqCst),
+        )
     }
 
     fn label(&self) -> &str {
@@ -585,6 +589,7 @@ impl Drop for Sender {
         };
         // Errors cannot be reported from drop; `close` reports them.
         let _ = self.end_stream(marker, Wait::No);
+        self.att.depart(&self.mapped);
     }
 }
 

@@ -24,6 +24,10 @@ use ::tokio::io::Interest;
 use crate::channel::{Bell, Park, Receiver, RecvView, SendSlot, Sender, RUNG};
 use crate::error::{Cause, Error, Result};
 
+/// How soon an end looks again at a peer caught between starting to drop
+/// its end and releasing its lock.
+const LEAVING_CHECK: Duration = Duration::from_millis(1);
+
 /// How often an end whose peer cannot be watched through a pidfd (a peer
 /// in another pid namespace, a kernel before 5.3) checks the peer's lock.
 const FALLBACK_CHECK: Duration = Duration::from_millis(50);
@@ -40,9 +44,10 @@ struct Doorbell {
     owed: AtomicU32,
 }
 
-/// A peer as its side of the header names it: pid, and how many processes
-/// had attached as that side (so a successor with a reused pid differs).
-type Identity = (u32, u32);
+/// A peer as its side of the header names it: pid, how many processes had
+/// attached as that side (so a successor with a reused pid differs), and
+/// whether it is leaving.
+type Identity = (u32, u32, u32);
 
 /// Lowers the sleeping flag; a flag found rung means a ring is (or will
 /// shortly be) in the socket, owed to a later wait.
@@ -107,7 +112,8 @@ impl Doorbell {
         // its death makes the pidfd readable, and a successor (another
         // attach) rings the doorbell and changes the identity.
         let known = end.peer_identity();
-        let watched = matches!(&self.watch, Some((id, Some(_))) if *id == known);
+        let watched = known.2 == 0 && matches!(&self.watch, Some((id, Some(_))) if *id == known);
+        let mut leaving = false;
         if !watched {
             let peer = match end.peer() {
                 Ok(peer) => peer,
@@ -117,8 +123,14 @@ impl Doorbell {
                 }
             };
             match peer {
+                // A peer dropping its end: its lock goes any moment, with
+                // no ring if it saw this end awake. Look again shortly.
+                Some(_) if known.2 != 0 => {
+                    self.watch = None;
+                    leaving = true;
+                }
                 Some(pid) => {
-                    let id = (pid, known.1);
+                    let id = (pid, known.1, known.2);
                     if self.watch.as_ref().map(|w| w.0) != Some(id) {
                         self.watch = Some((id, Self::watch(pid)));
                         // The pidfd came after the lock was seen held: a peer
@@ -139,6 +151,7 @@ impl Doorbell {
         let bell = &self.bell;
         let pidfd = self.watch.as_ref().and_then(|w| w.1.as_ref());
         let mut timer = match (&self.watch, pidfd) {
+            _ if leaving => Some(Box::pin(::tokio::time::sleep(LEAVING_CHECK))),
             (Some(_), None) => Some(Box::pin(::tokio::time::sleep(FALLBACK_CHECK))),
             _ => None,
         };
