@@ -47,7 +47,7 @@ int main(int argc,char**argv){
   if(!strcmp(mode,"eventfd")){ rfd = child? efa: efb; wfd = child? efb: efa; }
   if(rfd>=0){ ev.data.fd=rfd; epoll_ctl(ep,EPOLL_CTL_ADD,rfd,&ev); }
   _Atomic uint32_t *mine = child? &w[0]: &w[16], *theirs = child? &w[16]: &w[0];
-  double t0=now(); char c=1; uint64_t one=1, v;
+  double t0=now(); char c=1; uint64_t one=1;
   for(uint32_t i=1;i<=N;i++){
     if(!child){ // parent sends i, waits reply
       atomic_store(theirs,i);
