@@ -10,13 +10,16 @@
 #     the input; a sender whose receiver took all of it), non-zero otherwise,
 # and that what the receiver printed is an exact prefix of the input.
 #
-# usage: scripts/torture-channel.sh [RUNS_PER_SIDE] [PATH/TO/ipcraft]
+# usage: scripts/torture-channel.sh [RUNS_PER_SIDE] [PATH/TO/ipcraft] [PATH/TO/tokio_recv]
 #        (defaults: 1000, target/release/ipcraft; CI runs a short version)
+# With the third argument (the `tokio_recv` example, built with
+# `--features tokio`), the receiver is the async one, in a tokio runtime.
 # Exit status 0 when every run passed; the last line sums the runs up.
 set -u
 cd "$(dirname "$0")/.."
 runs=${1:-1000}
 bin=${2:-target/release/ipcraft}
+async_recv=${3:-}
 [ -x "$bin" ] || { echo "torture: no $bin (cargo build --release first)" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/ipcraft-torture.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -36,7 +39,11 @@ for victim in sender receiver; do
         "$bin" chan create "$name" --capacity "$cap" || { echo "torture: create failed" >&2; exit 1; }
         # Start the two sides in a random order, so the victim may die
         # before it attaches.
-        start_recv() { "$bin" chan recv "$name" --timeout 0.8 > "$work/out" 2> "$work/recv.err" & rpid=$!; }
+        if [ -n "$async_recv" ]; then
+            start_recv() { "$async_recv" chan "$name" --timeout 0.8 > "$work/out" 2> "$work/recv.err" & rpid=$!; }
+        else
+            start_recv() { "$bin" chan recv "$name" --timeout 0.8 > "$work/out" 2> "$work/recv.err" & rpid=$!; }
+        fi
         start_send() { "$bin" chan send "$name" --timeout 0.8 < "$work/in" 2> "$work/send.err" & spid=$!; }
         if (( RANDOM % 2 )); then start_recv; start_send; else start_send; start_recv; fi
         # A random moment: up to 40 ms in, biased towards the start.
@@ -75,5 +82,5 @@ for victim in sender receiver; do
         "$bin" chan rm "$name" 2>/dev/null
     done
 done
-echo "torture: $total runs ($runs per side): $hangs hangs, $nonprefix non-prefix outputs, $signals deaths by signal, $false_ok false successes; slowest survivor ${slowest} ms after the kill"
+echo "torture${async_recv:+ (async receiver)}: $total runs ($runs per side): $hangs hangs, $nonprefix non-prefix outputs, $signals deaths by signal, $false_ok false successes; slowest survivor ${slowest} ms after the kill"
 (( hangs + nonprefix + signals + false_ok == 0 ))

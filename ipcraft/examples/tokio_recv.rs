@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! cargo build --release -p ipcraft --features tokio --example tokio_recv
-//! tokio_recv chan NAME          copies every message to stdout until the end of the stream
+//! tokio_recv chan NAME [--timeout SECS]
+//!                               copies every message to stdout until the end of the stream
+//!                               (--timeout: give up when a message takes longer than SECS)
 //! tokio_recv mq NAME COUNT      receives COUNT messages, printing PRIORITY<TAB>MESSAGE each
 //! ```
 //!
@@ -12,19 +14,28 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use ipcraft::mq::MqOptions;
 use ipcraft::tokio::{AsyncMessageQueue, AsyncReceiver};
 
-const USAGE: &str = "usage: tokio_recv chan NAME | tokio_recv mq NAME COUNT";
+const USAGE: &str = "usage: tokio_recv chan NAME [--timeout SECS] | tokio_recv mq NAME COUNT";
 
-async fn chan(name: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn chan(name: &str, timeout: Option<Duration>) -> Result<(), Box<dyn std::error::Error>> {
     let mut rx = AsyncReceiver::open(name)?;
-    let mut out = std::io::stdout().lock();
-    while let Some(view) = rx.recv_view().await? {
+    let out = std::io::stdout().lock();
+    loop {
+        // Receiving is cancel-safe: a timed-out wait loses nothing.
+        let next = match timeout {
+            Some(t) => match tokio::time::timeout(t, rx.recv_view()).await {
+                Ok(next) => next?,
+                Err(_) => return Err(format!("{name}: no message within {} s", t.as_secs_f64()).into()),
+            },
+            None => rx.recv_view().await?,
+        };
+        let Some(view) = next else { break };
         view.write_to(&out)?;
     }
-    out.flush()?;
     Ok(())
 }
 
@@ -52,7 +63,18 @@ fn main() -> ExitCode {
         }
     };
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["chan", name] => rt.block_on(chan(name)),
+        ["chan", name] => rt.block_on(chan(name, None)),
+        ["chan", name, "--timeout", secs] => match secs
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        {
+            Some(t) => rt.block_on(chan(name, Some(t))),
+            None => {
+                eprintln!("tokio_recv: --timeout must be a number of seconds, not {secs:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         ["mq", name, count] => match count.parse() {
             Ok(count) => rt.block_on(mq(name, count)),
             Err(_) => {

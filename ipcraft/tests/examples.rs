@@ -174,4 +174,14 @@ fn tokio_recv_example_reads_a_queue_by_priority() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("tokio_recv: "));
+    // --timeout bounds the wait for a sender that never comes.
+    let chan = common::ShmName::new("tokio-example-idle");
+    ipcraft::channel::create(&chan.0, 4096).unwrap();
+    let out = run(example("tokio_recv").args(["chan", &chan.0, "--timeout", "0.2"]), b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no message within 0.2 s"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty());
 }
