@@ -137,6 +137,9 @@ pub async fn open_fifo_read(options: &FifoOptions, path: impl AsRef<Path>) -> Re
 /// reader opened this FIFO", so the wait retries the non-blocking open
 /// with a growing pause (at most 10 ms) on the runtime's timer.
 /// [`Cause::NoReader`] when the timeout passes.
+///
+/// See [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
+/// (`ENXIO`) and [`fifo(7)`](https://man7.org/linux/man-pages/man7/fifo.7.html).
 pub async fn open_fifo_write(options: &FifoOptions, path: impl AsRef<Path>) -> Result<PipeSender> {
     const OP: &str = "open fifo";
     let path = path.as_ref();
@@ -186,12 +189,14 @@ impl AsyncMessageQueue {
 
     /// Sends `msg` with `priority`, waiting while the queue is full. Errors
     /// as [`MessageQueue::send`].
+    /// See [`mq_send(3)`](https://man7.org/linux/man-pages/man3/mq_send.3.html).
     pub async fn send(&self, msg: &[u8], priority: u32) -> Result<()> {
         self.io(Interest::WRITABLE, |q| q.try_send(msg, priority)).await
     }
 
     /// Receives the oldest message of the highest priority into `buf`
     /// (which must hold the queue's message size): its length and priority.
+    /// See [`mq_receive(3)`](https://man7.org/linux/man-pages/man3/mq_receive.3.html).
     pub async fn recv(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
         self.io(Interest::READABLE, |q| q.try_recv(buf)).await
     }
@@ -234,6 +239,7 @@ fn socket_io<T>(r: Result<T>) -> std::io::Result<Result<T>> {
 
 /// [`unix_socket::send_with_fds`](crate::unix_socket::send_with_fds) on a
 /// tokio socket, waiting while its buffer is full.
+/// See [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html).
 pub async fn send_with_fds(socket: &UnixStream, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
     socket
         .async_io(Interest::WRITABLE, || {
@@ -245,6 +251,7 @@ pub async fn send_with_fds(socket: &UnixStream, data: &[u8], fds: &[BorrowedFd<'
 
 /// [`unix_socket::recv_with_fds`](crate::unix_socket::recv_with_fds) on a
 /// tokio socket, waiting for data.
+/// See [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html).
 pub async fn recv_with_fds(socket: &UnixStream, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
     socket
         .async_io(Interest::READABLE, || {
