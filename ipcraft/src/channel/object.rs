@@ -441,6 +441,73 @@ impl Attachment {
     }
 }
 
+/// What both ends do alike to park on a doorbell (see `Park`): each end
+/// adds only its own condition and its own idea of the peer's presence.
+#[cfg(feature = "tokio")]
+impl Attachment {
+    /// This end's side of the header.
+    fn side<'m>(&self, mapped: &'m Mapped) -> &'m Side {
+        self.end.side(mapped.header())
+    }
+
+    /// The peer's side of the header.
+    fn peer_side<'m>(&self, mapped: &'m Mapped) -> &'m Side {
+        self.end.peer().side(mapped.header())
+    }
+
+    /// Before attaching as an async end: it never spins, so its peer needs
+    /// no membarrier when it sleeps.
+    pub(super) fn no_spin_unless_attached(&mut self) {
+        if !self.is_attached() {
+            self.spin = Duration::ZERO;
+        }
+    }
+
+    /// Publishes the doorbell's nonce in this end's side.
+    pub(super) fn publish_bell(&self, mapped: &Mapped, nonce: u64) {
+        self.side(mapped).bell.store(nonce, Ordering::Release);
+    }
+
+    /// Withdraws the doorbell (back to futex wake-ups).
+    pub(super) fn withdraw_bell(&self, mapped: &Mapped) {
+        if self.is_mine() {
+            let side = self.side(mapped);
+            side.sleeping.store(0, Ordering::Release);
+            side.bell.store(0, Ordering::Release);
+        }
+    }
+
+    /// Raises this end's flag to `BELL` and issues the sleeping side's
+    /// barrier; the caller then looks at its condition again.
+    pub(super) fn raise_bell(&self, mapped: &Mapped) {
+        self.side(mapped).sleeping.store(super::bell::BELL, Ordering::Relaxed);
+        wait::heavy_fence(peer_is_light(self.peer_side(mapped)));
+    }
+
+    /// This end's sleeping flag.
+    pub(super) fn flag<'m>(&self, mapped: &'m Mapped) -> &'m AtomicU32 {
+        &self.side(mapped).sleeping
+    }
+
+    /// The peer's pid, attach count and leaving flag as the header has them.
+    pub(super) fn peer_identity(&self, mapped: &Mapped) -> (u32, u32, u32) {
+        let side = self.peer_side(mapped);
+        (
+            side.pid.load(Ordering::Acquire),
+            side.attaches.load(Ordering::Acquire),
+            side.leaving.load(Ordering::SeqCst),
+        )
+    }
+
+    /// The peer's pid while its lock is held.
+    pub(super) fn live_peer(&self, mapped: &Mapped, op: &'static str) -> Result<Option<u32>> {
+        let peer = self.end.peer();
+        Ok(mapped
+            .peer_alive(peer.lock_byte(), op)?
+            .then(|| self.peer_side(mapped).pid.load(Ordering::Relaxed)))
+    }
+}
+
 impl Drop for Attachment {
     fn drop(&mut self) {
         if self.ring_on_drop != 0 {

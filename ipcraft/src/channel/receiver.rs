@@ -260,36 +260,23 @@ impl Receiver {
 #[cfg(feature = "tokio")]
 impl super::Park for Receiver {
     fn park_init(&mut self, nonce: u64) -> Result<()> {
-        if !self.att.is_attached() {
-            self.att.spin = Duration::ZERO;
-        }
+        self.att.no_spin_unless_attached();
         self.ensure_attached()?;
-        self.mapped.header().receiver.0.bell.store(nonce, Ordering::Release);
+        self.att.publish_bell(&self.mapped, nonce);
         Ok(())
     }
 
     fn park_release(&mut self) {
-        if self.att.is_mine() {
-            let side = &self.mapped.header().receiver.0;
-            side.sleeping.store(0, Ordering::Release);
-            side.bell.store(0, Ordering::Release);
-        }
+        self.att.withdraw_bell(&self.mapped);
     }
 
     fn arm(&mut self) -> bool {
-        let h = self.mapped.header();
-        h.receiver.0.sleeping.store(super::bell::BELL, Ordering::Relaxed);
-        wait::heavy_fence(peer_is_light(&h.sender.0));
+        self.att.raise_bell(&self.mapped);
         self.mapped.ring.is_published(self.head)
     }
 
     fn peer_identity(&self) -> (u32, u32, u32) {
-        let side = &self.mapped.header().sender.0;
-        (
-            side.pid.load(Ordering::Acquire),
-            side.attaches.load(Ordering::Acquire),
-            side.leaving.load(Ordering::SeqCst),
-        )
+        self.att.peer_identity(&self.mapped)
     }
 
     fn label(&self) -> &str {
@@ -297,13 +284,13 @@ impl super::Park for Receiver {
     }
 
     fn flag(&self) -> &std::sync::atomic::AtomicU32 {
-        &self.mapped.header().receiver.0.sleeping
+        self.att.flag(&self.mapped)
     }
 
     fn peer(&mut self) -> Result<Option<u32>> {
-        if self.mapped.peer_alive(SENDER_LOCK_BYTE, RECV_OP)? {
+        if let Some(pid) = self.att.live_peer(&self.mapped, RECV_OP)? {
             self.sender_seen = true;
-            return Ok(Some(self.mapped.header().sender.0.pid.load(Ordering::Relaxed)));
+            return Ok(Some(pid));
         }
         Self::sender_present(&self.mapped, &mut self.sender_seen).map(|()| None)
     }

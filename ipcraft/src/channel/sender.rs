@@ -472,36 +472,23 @@ impl Sender {
 #[cfg(feature = "tokio")]
 impl super::Park for Sender {
     fn park_init(&mut self, nonce: u64) -> Result<()> {
-        if !self.att.is_attached() {
-            self.att.spin = Duration::ZERO;
-        }
+        self.att.no_spin_unless_attached();
         self.ensure_attached()?;
-        self.mapped.header().sender.0.bell.store(nonce, Ordering::Release);
+        self.att.publish_bell(&self.mapped, nonce);
         Ok(())
     }
 
     fn park_release(&mut self) {
-        if self.att.is_mine() {
-            let side = &self.mapped.header().sender.0;
-            side.sleeping.store(0, Ordering::Release);
-            side.bell.store(0, Ordering::Release);
-        }
+        self.att.withdraw_bell(&self.mapped);
     }
 
     fn arm(&mut self) -> bool {
-        let h = self.mapped.header();
-        h.sender.0.sleeping.store(super::bell::BELL, Ordering::Relaxed);
-        wait::heavy_fence(peer_is_light(&h.receiver.0));
-        h.head.0.load(Ordering::SeqCst) != self.head
+        self.att.raise_bell(&self.mapped);
+        self.mapped.header().head.0.load(Ordering::SeqCst) != self.head
     }
 
     fn peer_identity(&self) -> (u32, u32, u32) {
-        let side = &self.mapped.header().receiver.0;
-        (
-            side.pid.load(Ordering::Acquire),
-            side.attaches.load(Ordering::Acquire),
-            side.leaving.load(Ordering::SeqCst),
-        )
+        self.att.peer_identity(&self.mapped)
     }
 
     fn label(&self) -> &str {
@@ -509,13 +496,13 @@ impl super::Park for Sender {
     }
 
     fn flag(&self) -> &std::sync::atomic::AtomicU32 {
-        &self.mapped.header().sender.0.sleeping
+        self.att.flag(&self.mapped)
     }
 
     fn peer(&mut self) -> Result<Option<u32>> {
-        if self.mapped.peer_alive(RECEIVER_LOCK_BYTE, SEND_OP)? {
+        if let Some(pid) = self.att.live_peer(&self.mapped, SEND_OP)? {
             self.receiver_seen = true;
-            return Ok(Some(self.mapped.header().receiver.0.pid.load(Ordering::Relaxed)));
+            return Ok(Some(pid));
         }
         Self::receiver_present(&self.mapped, &mut self.receiver_seen, self.receivers_before).map(|()| None)
     }
