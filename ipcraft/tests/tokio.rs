@@ -351,16 +351,7 @@ fn role_drop_and_live_on(args: Vec<String>) {
 /// Starts `role_drop_and_live_on` and waits for it to have dropped its
 /// end; returns the process and the count it printed.
 fn drop_and_live_on(name: &str, side: &str) -> (Child, u64) {
-    let mut child = role("role_drop_and_live_on", &[name, side])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = first_line(role("role_drop_and_live_on", &[name, side]).stdin(Stdio::piped()));
     let n = line
         .trim()
         .strip_prefix("dropped ")
@@ -371,6 +362,38 @@ fn drop_and_live_on(name: &str, side: &str) -> (Child, u64) {
 }
 
 // ---- helpers ----
+
+/// Starts `cmd` with its stdout and stderr piped and reads its first line
+/// of stdout (the child's own word that it got somewhere).
+fn first_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
+/// An async sender of 100 messages of up to 1000 bytes into `name` that
+/// has had to wait for room (it said `blocked`).
+fn blocked_sender(name: &str, seed: &str) -> Proc {
+    let (child, line) = first_line(&mut role("role_chan_send", &[name, "100", "1000", seed, "blocked"]));
+    assert_eq!(line, "blocked\n");
+    Proc {
+        child,
+        stdout: std::thread::spawn(Vec::new),
+    }
+}
+
+/// Reads an async pipe or FIFO to its end (bounded by [`TIMEOUT`]).
+async fn read_all(mut r: ipcraft::tokio::PipeReceiver) -> Vec<u8> {
+    let mut got = Vec::new();
+    tokio::time::timeout(TIMEOUT, r.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    got
+}
 
 /// A child whose stdout is read from the start (it may write more than a
 /// pipe holds before the test gets to it).
@@ -512,22 +535,10 @@ fn async_sender_waiting_for_room_learns_of_the_receivers_death() {
     let name = channel("tokio-g", 4096);
     // A receiver that attaches and never reads: this process, through a
     // child that holds it; killing the child kills the receiver.
-    let holder = spawn(&mut role("role_idle_recv", &[name.0.as_str()]));
-    let mut tx = role("role_chan_send", &[name.0.as_str(), "100", "1000", "17", "blocked"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(tx.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line, "blocked\n");
-    let mut holder = holder;
+    let mut holder = spawn(&mut role("role_idle_recv", &[name.0.as_str()]));
+    let tx = blocked_sender(&name.0, "17");
     holder.child.kill().unwrap();
     common::wait(&mut holder.child);
-    let tx = Proc {
-        child: tx,
-        stdout: std::thread::spawn(Vec::new),
-    };
     let (status, _, err) = finish(tx);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("receiver") && err.contains("died"), "{err}");
@@ -536,21 +547,10 @@ fn async_sender_waiting_for_room_learns_of_the_receivers_death() {
 #[test]
 fn async_sender_learns_that_a_live_receiver_dropped_its_end() {
     let name = channel("tokio-j", 4096);
-    let mut tx = role("role_chan_send", &[name.0.as_str(), "100", "1000", "42", "blocked"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(tx.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line, "blocked\n");
+    let tx = blocked_sender(&name.0, "42");
     // The receiver takes one message and drops its end; its process lives
     // on, so no pidfd will tell the sender: the departure must.
     let (mut holder, _) = drop_and_live_on(&name.0, "receiver");
-    let tx = Proc {
-        child: tx,
-        stdout: std::thread::spawn(Vec::new),
-    };
     let (status, _, err) = finish(tx);
     drop(holder.stdin.take());
     common::wait(&mut holder);
@@ -633,15 +633,8 @@ fn async_pipe_between_processes() {
     pass_fd(&mut cmd, OwnedFd::from(w), 3);
     let child = spawn(&mut cmd);
     drop(cmd); // our copy of the write end, or the read never ends
-    let got = runtime().block_on(async {
-        let mut r = ipcraft::tokio::receiver(r).unwrap();
-        let mut got = Vec::new();
-        tokio::time::timeout(TIMEOUT, r.read_to_end(&mut got))
-            .await
-            .unwrap()
-            .unwrap();
-        got
-    });
+               // The receiver registers with the reactor: made inside the runtime.
+    let got = runtime().block_on(async { read_all(ipcraft::tokio::receiver(r).unwrap()).await });
     let (status, _, err) = finish(child);
     assert!(status.success(), "{err}");
     assert!(
@@ -660,13 +653,7 @@ fn async_fifo_open_waits_for_the_peer_both_ways() {
     let got = runtime().block_on(async {
         let mut opts = ipcraft::fifo::FifoOptions::new();
         opts.timeout(TIMEOUT);
-        let mut r = ipcraft::tokio::open_fifo_read(&opts, &path).await.unwrap();
-        let mut got = Vec::new();
-        tokio::time::timeout(TIMEOUT, r.read_to_end(&mut got))
-            .await
-            .unwrap()
-            .unwrap();
-        got
+        read_all(ipcraft::tokio::open_fifo_read(&opts, &path).await.unwrap()).await
     });
     let (status, _, err) = finish(child);
     assert!(status.success(), "{err}");
