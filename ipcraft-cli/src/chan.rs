@@ -114,7 +114,7 @@ fn read_some(buf: &mut [u8]) -> Result<usize, Error> {
 }
 
 /// A ring size: [`parse_size`], and not zero.
-fn parse_capacity(s: &str) -> Result<u64, String> {
+pub fn parse_capacity(s: &str) -> Result<u64, String> {
     match parse_size(s)? {
         0 => Err("the capacity must be at least 1 byte".to_owned()),
         n => Ok(n),

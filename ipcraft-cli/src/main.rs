@@ -11,6 +11,7 @@ mod mmap;
 mod mq;
 mod pipe;
 mod shm;
+mod topic;
 mod uds;
 
 use std::io::{self, Write};
@@ -45,6 +46,8 @@ enum Command {
     Shm(shm::Args),
     /// The shared-memory channel: ipcraft's fastest transport.
     Chan(chan::Args),
+    /// Topics: one publisher to many subscribers over shared memory.
+    Topic(topic::Args),
     /// Unix domain sockets: an echo server and a client.
     Uds(uds::Args),
     /// Every IPC object on this host: kind, name, owner, mode, size, age,
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
         Command::Mmap(args) => mmap::run(args),
         Command::Shm(args) => shm::run(args),
         Command::Chan(args) => chan::run(args),
+        Command::Topic(args) => topic::run(args),
         Command::Uds(args) => uds::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Gc(args) => gc::run(args),

@@ -139,9 +139,9 @@ pub enum Cause {
     #[error("corrupted or not an ipcraft channel: {0}")]
     Corrupted(String),
     /// The other side closed its end.
-    #[error("the {side} has closed the channel")]
+    #[error("the {side} has closed its end")]
     Closed {
-        /// `sender` or `receiver`.
+        /// `sender`, `receiver`, `publisher`, `subscriber`, `server` or `client`.
         side: &'static str,
     },
     /// The sender abandoned the stream (it failed, or was dropped while
@@ -150,17 +150,17 @@ pub enum Cause {
     #[error("the sender aborted the stream")]
     Aborted,
     /// The other side's process ended without closing its end.
-    #[error("the {side} (pid {pid}) died without closing the channel")]
+    #[error("the {side} (pid {pid}) died without closing its end")]
     PeerDied {
-        /// `sender` or `receiver`.
+        /// `sender`, `receiver`, `publisher`, `subscriber`, `server` or `client`.
         side: &'static str,
         /// Its process id.
         pid: u32,
     },
     /// The side being opened is already attached to another handle.
-    #[error("the channel already has a {side} (pid {pid})")]
+    #[error("it already has a {side} (pid {pid})")]
     InUse {
-        /// `sender` or `receiver`.
+        /// `sender`, `receiver`, `publisher`, `subscriber`, `server` or `client`.
         side: &'static str,
         /// The process that has it.
         pid: u32,
@@ -176,6 +176,14 @@ pub enum Cause {
     /// sealed the way it must be (or is too small).
     #[error("{0}")]
     BadSeals(String),
+    /// A topic subscriber fell behind a publisher that does not wait
+    /// (overwrite policy): this many messages were overwritten before it
+    /// read them. It continues from the oldest message still held.
+    #[error("missed {missed} messages")]
+    Lagged {
+        /// How many messages it missed.
+        missed: u64,
+    },
     /// A bounded wait ran out.
     #[error("timed out")]
     TimedOut,
@@ -266,6 +274,7 @@ impl Error {
             Cause::InUse { .. } => io::ErrorKind::ResourceBusy,
             Cause::ControlTruncated { .. } | Cause::BadSeals(_) => io::ErrorKind::InvalidData,
             Cause::LimitReached { .. } => io::ErrorKind::OutOfMemory,
+            Cause::Lagged { .. } => io::ErrorKind::Other,
             Cause::NotMounted { .. } => io::ErrorKind::NotFound,
         }
     }

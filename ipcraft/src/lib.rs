@@ -123,6 +123,7 @@ pub mod pipe;
 pub mod process;
 pub mod shm;
 mod sys;
+pub mod topic;
 pub mod unix_socket;
 
 #[cfg(feature = "tokio")]

@@ -55,13 +55,13 @@
 
 mod admin;
 mod bell;
-mod layout;
-mod object;
+pub(crate) mod layout;
+pub(crate) mod object;
 mod options;
 mod receiver;
-mod ring;
+pub(crate) mod ring;
 mod sender;
-mod wait;
+pub(crate) mod wait;
 
 use std::time::Duration;
 

@@ -21,7 +21,7 @@ use crate::sys;
 /// A new open file description of the same file (through `/proc/self/fd`),
 /// so that this end's liveness lock is its own even when `fd` was inherited
 /// from, or passed by, the other side.
-pub(super) fn reopen(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
+pub(crate) fn reopen(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
     Ok(sys::retry(|| {
         rustix::fs::open(
@@ -309,7 +309,7 @@ pub(super) trait Endpoint: Sized {
 
 /// A stamp key nobody can predict from the channel's name or time: the
 /// standard library's per-process random hash seed, mixed with the clock.
-pub(super) fn random_key() -> u64 {
+pub(crate) fn random_key() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -518,18 +518,18 @@ impl Drop for Attachment {
 
 /// How long an operation may wait.
 #[derive(Clone, Copy)]
-pub(super) enum Wait {
+pub(crate) enum Wait {
     No,
     Until(Instant),
     Forever,
 }
 
 impl Wait {
-    pub(super) fn timeout(timeout: Duration) -> Self {
+    pub(crate) fn timeout(timeout: Duration) -> Self {
         sys::deadline(Some(timeout)).map_or(Wait::Forever, Wait::Until)
     }
 
-    pub(super) fn deadline(self) -> Option<Instant> {
+    pub(crate) fn deadline(self) -> Option<Instant> {
         match self {
             Wait::Until(d) => Some(d),
             _ => None,
@@ -545,7 +545,7 @@ pub(super) fn peer_is_light(peer: &Side) -> bool {
 
 /// The low 32 bits of a little-endian `AtomicU64` in shared memory, as the
 /// futex word a waiter sleeps on.
-pub(super) fn low_half(word: &std::sync::atomic::AtomicU64) -> &AtomicU32 {
+pub(crate) fn low_half(word: &std::sync::atomic::AtomicU64) -> &AtomicU32 {
     // SAFETY: an AtomicU64 is 8-aligned, so its first 4 bytes are a valid,
     // aligned AtomicU32 (the low half on little-endian Linux targets); the
     // futex system call only needs its address and reads it atomically.

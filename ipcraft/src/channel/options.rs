@@ -91,7 +91,7 @@ impl ChannelOptions {
         self
     }
 
-    fn ring_capacity(&self, name: &dyn fmt::Display) -> Result<u64> {
+    pub(crate) fn ring_capacity(&self, name: &dyn fmt::Display) -> Result<u64> {
         if self.capacity == 0 {
             return Err(Error::new(
                 "create channel",

@@ -172,6 +172,16 @@ impl Ring<Raw> {
         unsafe { &*(self.mem.0.as_ptr().add(idx as usize) as *const std::sync::atomic::AtomicU32) }
     }
 
+    /// The 8-byte word at ring index `idx`, which callers check is
+    /// 8-aligned and inside the ring (a topic frame's sequence number).
+    pub(crate) fn word_at(&self, idx: u64) -> &AtomicU64 {
+        assert!(
+            idx % 8 == 0 && idx + 8 <= self.capacity,
+            "word index {idx} outside the ring"
+        );
+        self.mem.word(idx)
+    }
+
     /// Pointer to ring index `idx` for copying `len` bytes (checked by callers).
     pub(crate) fn at(&self, idx: u64) -> *mut u8 {
         debug_assert!(idx <= self.capacity);

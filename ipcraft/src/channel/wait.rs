@@ -30,6 +30,39 @@ fn nap() -> Option<Duration> {
     (!off).then_some(NAP)
 }
 
+/// A waiter's "sleeping" mark in shared memory, raised before it
+/// re-checks and sleeps, lowered when it wakes: a whole word (a channel
+/// side's flag, a topic publisher's) or one bit of a word several waiters
+/// share (topic subscribers, so the publisher looks at one word per
+/// message however many subscribers there are).
+pub(crate) trait Flag {
+    fn raise(&self);
+    fn lower(&self);
+}
+
+impl Flag for AtomicU32 {
+    fn raise(&self) {
+        self.store(1, Ordering::Relaxed);
+    }
+
+    fn lower(&self) {
+        self.store(0, Ordering::Relaxed);
+    }
+}
+
+/// One bit of a shared 64-bit word.
+pub(crate) struct Bit<'a>(pub &'a std::sync::atomic::AtomicU64, pub u64);
+
+impl Flag for Bit<'_> {
+    fn raise(&self) {
+        self.0.fetch_or(self.1, Ordering::SeqCst);
+    }
+
+    fn lower(&self) {
+        self.0.fetch_and(!self.1, Ordering::SeqCst);
+    }
+}
+
 /// Why a wait ended without the condition.
 pub(crate) enum Stop<E> {
     /// The deadline passed.
@@ -72,7 +105,7 @@ impl Waiter {
     /// before). `liveness` runs after each sleep that timed out.
     pub(crate) fn pause<E>(
         &mut self,
-        flag: &AtomicU32,
+        flag: &impl Flag,
         peer_light: bool,
         word: &AtomicU32,
         value: u32,
@@ -107,10 +140,10 @@ impl Waiter {
             }
             nap = Some(nap.map_or(left, |n| n.min(left)));
         }
-        flag.store(1, Ordering::Relaxed);
+        flag.raise();
         heavy_fence(peer_light);
         if ready() {
-            flag.store(0, Ordering::Relaxed);
+            flag.lower();
             return Ok(());
         }
         let ts = nap.map(|nap| futex::Timespec {
@@ -119,7 +152,7 @@ impl Waiter {
         });
         // Shared (not private) futex: the waker is another process.
         let slept = futex::wait(word, futex::Flags::empty(), value, ts.as_ref());
-        flag.store(0, Ordering::Relaxed);
+        flag.lower();
         if let Err(rustix::io::Errno::TIMEDOUT) = slept {
             liveness().map_err(Stop::Failed)?;
         }

@@ -1,0 +1,582 @@
+//! The subscribing end.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::AsFd;
+use std::sync::atomic::{fence, Ordering};
+use std::time::Duration;
+
+use rustix::thread::futex;
+
+use super::layout::{Slot, ABSENT, ATTACHED, PUBLISHER_LOCK_BYTE, SEQ};
+use super::object::TopicMap;
+use super::publisher::lock_byte;
+use super::{before, TopicOptions};
+use crate::channel::object::{low_half, Wait};
+use crate::channel::ring::{self, Peek};
+use crate::channel::wait::{self, Bit, Flag, Stop, Waiter};
+use crate::error::{Cause, Error, Result};
+use crate::sys;
+
+const OP: &str = "receive from topic";
+
+/// A subscribing end of a topic.
+pub struct Subscriber {
+    t: TopicMap,
+    slot: u32,
+    /// Private read position (the shared one is only published).
+    head: u64,
+    /// Sequence number of the next message (unknown until the first).
+    expected: Option<u64>,
+    ended: bool,
+    /// Whether a publisher has been seen alive since this subscriber came.
+    publisher_seen: bool,
+    /// The publisher's death, reported once everything it published has
+    /// been delivered.
+    publisher_gone: Option<Error>,
+    spin: Duration,
+    light: bool,
+    pid: u32,
+}
+
+impl Subscriber {
+    /// Opens the named topic as a subscriber (first free slot, starting at
+    /// the next message).
+    pub fn open(name: impl AsRef<OsStr>) -> Result<Self> {
+        TopicOptions::new().open_subscriber(name)
+    }
+
+    /// The slot this subscriber holds.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The largest message this topic carries.
+    pub fn max_message_len(&self) -> usize {
+        (self.t.ring.max_len() - SEQ) as usize
+    }
+
+    fn err(&self, cause: Cause) -> Error {
+        Error::new(OP, &self.t.label, cause)
+    }
+
+    fn me(&self) -> &Slot {
+        self.t.slot(self.slot)
+    }
+
+    fn sleep_bit(&self) -> Bit<'_> {
+        Bit(
+            &self.t.header().sleepers.0[(self.slot / 64) as usize],
+            1 << (self.slot % 64),
+        )
+    }
+
+    pub(super) fn attach(t: TopicMap, spin: Duration, history: bool) -> Result<Self> {
+        const ATTACH: &str = "attach to topic";
+        let mut slot = None;
+        for i in 0..t.slots {
+            match sys::ofd_lock(t.fd(), lock_byte(i)) {
+                Ok(()) => {
+                    slot = Some(i);
+                    break;
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {}
+                Err(e) => return Err(Error::new(ATTACH, &t.label, e)),
+            }
+        }
+        let Some(slot) = slot else {
+            return Err(Error::new(
+                ATTACH,
+                &t.label,
+                Cause::LimitReached {
+                    limit_name: "the topic's subscriber slots, all in use,",
+                    limit: u64::from(t.slots),
+                },
+            ));
+        };
+        let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let light = wait::register_fast_path(spin);
+        let mut sub = Self {
+            t,
+            slot,
+            head: 0,
+            expected: None,
+            ended: false,
+            publisher_seen: false,
+            publisher_gone: None,
+            spin,
+            light,
+            pid,
+        };
+        let h = sub.t.header();
+        let (tail, oldest) = (h.tail.0.load(Ordering::Acquire), h.oldest.0.load(Ordering::Acquire));
+        sub.check_span(oldest, tail, ATTACH)?;
+        let s = sub.me();
+        s.light.store(u32::from(light), Ordering::Release);
+        s.pid.store(pid, Ordering::Release);
+        sub.sleep_bit().lower();
+        // Publish the start before the state, then look at `oldest` after a
+        // full barrier: either the publisher sees this slot before it
+        // reuses the space, or this side sees that it moved on, and starts
+        // there (see Publisher::reclaim).
+        let (mut start, expected) = sub.start(oldest, tail, history)?;
+        s.head.store(start, Ordering::SeqCst);
+        s.attaches.fetch_add(1, Ordering::AcqRel);
+        s.state.store(ATTACHED, Ordering::SeqCst);
+        loop {
+            fence(Ordering::SeqCst);
+            let now = h.oldest.0.load(Ordering::SeqCst);
+            if !before(start, now) {
+                break;
+            }
+            sub.check_span(now, h.tail.0.load(Ordering::Acquire), ATTACH)?;
+            start = now;
+            s.head.store(start, Ordering::SeqCst);
+        }
+        sub.head = start;
+        sub.expected = expected;
+        sub.publisher_seen = sub.t.locked(PUBLISHER_LOCK_BYTE, ATTACH)?;
+        Ok(sub)
+    }
+
+    /// Where the current stream starts among the frames held from
+    /// `oldest` to `tail`, and the sequence number expected there. The
+    /// current stream starts after the last end marker — unless that
+    /// marker ends what is held and no publisher is alive, when the last
+    /// (complete) stream is the current one. With `history` false the
+    /// subscriber starts at `tail`, expecting one more than the last
+    /// message held.
+    fn start(&self, oldest: u64, tail: u64, history: bool) -> Result<(u64, Option<u64>)> {
+        let ring = self.t.ring;
+        let mut pos = oldest;
+        // (start, sequence number of its first message) of the stream
+        // being walked and of the one before it.
+        let (mut current, mut previous) = ((oldest, None), (oldest, None));
+        let (mut next, mut ended) = (None, false);
+        while before(pos, tail) {
+            let step = match ring.peek(pos).map_err(|c| self.t.corrupted("attach to topic", c.0))? {
+                Peek::Empty(_) => break,
+                Peek::Pad(skip) => skip,
+                Peek::Frame { at, len } => {
+                    let seq = ring.word_at(at).load(Ordering::Acquire);
+                    current.1 = current.1.or(Some(seq));
+                    next = Some(seq.wrapping_add(1));
+                    ended = false;
+                    ring::frame_size(len)
+                }
+                Peek::Closed | Peek::Aborted => {
+                    previous = current;
+                    current = (pos.wrapping_add(ring::FRAME_ALIGN), None);
+                    ended = true;
+                    ring::FRAME_ALIGN
+                }
+            };
+            pos = pos.wrapping_add(step);
+        }
+        // Nothing ever published: the first message is number 0.
+        let next = next.or((tail == 0).then_some(0));
+        if !history {
+            return Ok((tail, next));
+        }
+        if ended && !self.t.locked(PUBLISHER_LOCK_BYTE, "attach to topic")? {
+            return Ok((previous.0, previous.1.or(next)));
+        }
+        Ok((current.0, current.1.or(next)))
+    }
+
+    /// Checks a pair of published positions: aligned, at most a ring apart.
+    fn check_span(&self, oldest: u64, tail: u64, op: &'static str) -> Result<()> {
+        if oldest % ring::FRAME_ALIGN != 0 || tail % ring::FRAME_ALIGN != 0 || before(tail, oldest) {
+            return Err(self
+                .t
+                .corrupted(op, format!("positions {oldest}..{tail} are impossible")));
+        }
+        if tail.wrapping_sub(oldest) > self.t.ring.capacity() {
+            return Err(self
+                .t
+                .corrupted(op, format!("positions {oldest}..{tail} span more than the ring")));
+        }
+        Ok(())
+    }
+
+    /// Whether the frame at this subscriber's position may have been
+    /// overwritten (the publisher moved `oldest` past it).
+    #[inline(always)]
+    fn overtaken(&self) -> bool {
+        before(self.head, self.t.header().oldest.0.load(Ordering::Acquire))
+    }
+
+    /// Moves past `bytes` and tells a publisher waiting for room.
+    fn advance(&mut self, bytes: u64) {
+        self.head = self.head.wrapping_add(bytes);
+        let h = self.t.header();
+        self.me().head.store(self.head, Ordering::Release);
+        wait::light_fence(self.light);
+        if h.publisher.0.sleeping.load(Ordering::Relaxed) != 0 {
+            h.progress.0.fetch_add(1, Ordering::SeqCst);
+            let _ = futex::wake(&h.progress.0, futex::Flags::empty(), 1);
+        }
+    }
+
+    /// Whether a publisher is there to finish the stream (see the
+    /// channel receiver's `sender_present`).
+    fn publisher_present(&mut self) -> Result<()> {
+        if self.t.locked(PUBLISHER_LOCK_BYTE, OP)? {
+            self.publisher_seen = true;
+            return Ok(());
+        }
+        let side = &self.t.header().publisher.0;
+        let pid = side.pid.load(Ordering::Relaxed);
+        if side.state.load(Ordering::Acquire) == ATTACHED || self.publisher_seen {
+            return Err(self.err(Cause::PeerDied { side: "publisher", pid }));
+        }
+        Ok(())
+    }
+
+    /// The next frame: `Some((ring index of its sequence number, length
+    /// with it))`, or `None` at the end of the stream.
+    #[inline]
+    fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+        if !self.ended && !self.overtaken() {
+            if let Ok(Peek::Frame { at, len }) = self.t.ring.peek(self.head) {
+                if len >= SEQ {
+                    return Ok(Some((at, len)));
+                }
+            }
+        }
+        self.next_frame_slow(wait)
+    }
+
+    #[inline(never)]
+    fn next_frame_slow(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let ring = self.t.ring;
+        let mut waiter = Waiter::new(self.spin, wait.deadline());
+        loop {
+            self.t.check_intact(OP)?;
+            let h = self.t.header();
+            let observed = low_half(&h.tail.0).load(Ordering::SeqCst);
+            let oldest = h.oldest.0.load(Ordering::Acquire);
+            if before(self.head, oldest) {
+                // Overtaken (overwrite policy): continue from the oldest
+                // message held; its sequence number tells how many were missed.
+                self.check_span(oldest, h.tail.0.load(Ordering::Acquire), OP)?;
+                let skip = oldest.wrapping_sub(self.head);
+                self.advance(skip);
+                continue;
+            }
+            match ring.peek(self.head).map_err(|c| self.t.corrupted(OP, c.0))? {
+                Peek::Frame { at, len } if len >= SEQ => return Ok(Some((at, len))),
+                Peek::Frame { len, .. } => {
+                    return Err(self
+                        .t
+                        .corrupted(OP, format!("a {len}-byte frame has no sequence number")))
+                }
+                Peek::Pad(skip) => {
+                    self.advance(skip);
+                    continue;
+                }
+                Peek::Closed => {
+                    self.advance(ring::FRAME_ALIGN);
+                    self.ended = true;
+                    return Ok(None);
+                }
+                Peek::Aborted => {
+                    self.advance(ring::FRAME_ALIGN);
+                    self.ended = true;
+                    return Err(self.err(Cause::Aborted));
+                }
+                Peek::Empty(_) => {}
+            }
+            if let Some(e) = self.publisher_gone.take() {
+                return Err(e);
+            }
+            if let Wait::No = wait {
+                return Err(self.err(Cause::Empty));
+            }
+            let head = self.head;
+            let ready = || ring.is_published(head) || before(head, h.oldest.0.load(Ordering::SeqCst));
+            let peer_light = h.publisher.0.light.load(Ordering::Acquire) != 0;
+            let bit = self.sleep_bit();
+            match waiter.pause(&bit, peer_light, low_half(&h.tail.0), observed, ready, || Err(())) {
+                Ok(()) => {}
+                Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
+                // Look at the ring once more before reporting a death.
+                Err(Stop::Failed(())) => self.publisher_gone = self.publisher_present().err(),
+            }
+        }
+    }
+
+    /// Takes the frame at `at` if it is still intact and in sequence:
+    /// `Ok(Some(seq))`; `Ok(None)` if it was overwritten meanwhile (look
+    /// again); [`Cause::Lagged`] when messages were missed before it (it
+    /// stays, for the next call).
+    fn accept(&mut self, at: u64) -> Result<Option<u64>> {
+        let seq = self.t.ring.word_at(at).load(Ordering::Acquire);
+        fence(Ordering::Acquire);
+        if self.overtaken() {
+            return Ok(None);
+        }
+        match self.expected {
+            Some(exp) if seq != exp => {
+                if before(exp, seq) {
+                    self.expected = Some(seq);
+                    return Err(self.err(Cause::Lagged {
+                        missed: seq.wrapping_sub(exp),
+                    }));
+                }
+                Err(self
+                    .t
+                    .corrupted(OP, format!("message {seq} after message {}", exp.wrapping_sub(1))))
+            }
+            _ => Ok(Some(seq)),
+        }
+    }
+
+    fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<usize>> {
+        loop {
+            let Some((at, len)) = self.next_frame(wait)? else {
+                return Ok(None);
+            };
+            let Some(seq) = self.accept(at)? else { continue };
+            let n = (len - SEQ) as usize;
+            if buf.len() < n {
+                return Err(self.err(Cause::BufferTooSmall {
+                    len: buf.len(),
+                    need: n,
+                    limit_name: "the message",
+                }));
+            }
+            // SAFETY: peek checked the frame lies in the ring.
+            unsafe { ring::copy_from_shared(&mut buf[..n], self.t.ring.at(at + SEQ)) };
+            fence(Ordering::Acquire);
+            if self.overtaken() {
+                continue;
+            }
+            self.expected = Some(seq.wrapping_add(1));
+            self.advance(ring::frame_size(len));
+            return Ok(Some(n));
+        }
+    }
+
+    /// Receives the next message into `buf`, waiting while there is none.
+    /// `None` once the publisher has closed the stream and everything
+    /// before the end has been received.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::Lagged`] (overwrite policy: messages were overwritten
+    /// before this subscriber read them; the next call continues with the
+    /// oldest held), [`Cause::BufferTooSmall`] (the message stays),
+    /// [`Cause::PeerDied`], [`Cause::Aborted`], [`Cause::Corrupted`].
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.recv_with(buf, Wait::Forever)
+    }
+
+    /// Receives a message if one is waiting; [`Cause::Empty`] otherwise.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.recv_with(buf, Wait::No)
+    }
+
+    /// Receives a message, waiting at most `timeout` ([`Cause::TimedOut`]).
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>> {
+        self.recv_with(buf, Wait::timeout(timeout))
+    }
+
+    /// Receives the next message as a new vector.
+    pub fn recv_vec(&mut self) -> Result<Option<Vec<u8>>> {
+        self.recv_view()?.map(|view| view.to_vec()).transpose()
+    }
+
+    /// Receives a plain-old-data value sent with [`Publisher::send_pod`](super::Publisher::send_pod).
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<Option<T>> {
+        let mut value = T::zeroed();
+        let want = std::mem::size_of::<T>();
+        let Some(view) = self.recv_view()? else { return Ok(None) };
+        if view.len() != want {
+            return Err(view.sub.err(Cause::Corrupted(format!(
+                "message is {} bytes; a {} is {want}",
+                view.len(),
+                std::any::type_name::<T>()
+            ))));
+        }
+        view.copy_to(0, bytemuck::bytes_of_mut(&mut value))?;
+        Ok(Some(value))
+    }
+
+    /// Lends the next message in place (zero-copy) until the view drops.
+    /// With the block policy the publisher never writes over a message
+    /// while a view of it lives; with the overwrite policy it may, and the
+    /// view's reads then fail with [`Cause::Lagged`].
+    pub fn recv_view(&mut self) -> Result<Option<TopicView<'_>>> {
+        self.view_with(Wait::Forever)
+    }
+
+    /// [`recv_view`](Self::recv_view) waiting at most `timeout`.
+    pub fn recv_view_timeout(&mut self, timeout: Duration) -> Result<Option<TopicView<'_>>> {
+        self.view_with(Wait::timeout(timeout))
+    }
+
+    fn view_with(&mut self, wait: Wait) -> Result<Option<TopicView<'_>>> {
+        loop {
+            let Some((at, len)) = self.next_frame(wait)? else {
+                return Ok(None);
+            };
+            if let Some(seq) = self.accept(at)? {
+                return Ok(Some(TopicView {
+                    sub: self,
+                    at: at + SEQ,
+                    len: (len - SEQ) as usize,
+                    seq,
+                }));
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if rustix::process::getpid().as_raw_nonzero().get() as u32 != self.pid {
+            return;
+        }
+        self.me().state.store(ABSENT, Ordering::SeqCst);
+        self.sleep_bit().lower();
+        // A publisher waiting for this subscriber's room need not wait.
+        let h = self.t.header();
+        if h.publisher.0.sleeping.load(Ordering::SeqCst) != 0 {
+            h.progress.0.fetch_add(1, Ordering::SeqCst);
+            let _ = futex::wake(&h.progress.0, futex::Flags::empty(), 1);
+        }
+    }
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("topic", &self.t.label)
+            .field("slot", &self.slot)
+            .field("position", &self.head)
+            .finish()
+    }
+}
+
+/// A message lent in place by [`Subscriber::recv_view`]; the subscriber
+/// moves past it when the view drops.
+pub struct TopicView<'a> {
+    sub: &'a mut Subscriber,
+    at: u64,
+    len: usize,
+    seq: u64,
+}
+
+impl fmt::Debug for TopicView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicView")
+            .field("len", &self.len)
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl TopicView<'_> {
+    /// Message length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The message's sequence number (one more for each message published).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn ptr(&self) -> *const u8 {
+        self.sub.t.ring.at(self.at)
+    }
+
+    /// Whether the publisher has not written over the message (always
+    /// true with the block policy).
+    pub fn is_intact(&self) -> bool {
+        fence(Ordering::Acquire);
+        !self.sub.overtaken()
+    }
+
+    fn intact(&self) -> Result<()> {
+        if self.is_intact() {
+            Ok(())
+        } else {
+            Err(self.sub.err(Cause::Lagged { missed: 1 }))
+        }
+    }
+
+    /// Copies `dst.len()` bytes of the message from `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::OverLimit`] past the message's end; [`Cause::Lagged`] if
+    /// the message was overwritten (what `dst` holds is then meaningless).
+    pub fn copy_to(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        match offset.checked_add(dst.len()) {
+            Some(end) if end <= self.len => {
+                // SAFETY: within the frame, which peek checked lies in the ring.
+                unsafe { ring::copy_from_shared(dst, self.ptr().add(offset)) };
+                self.intact()
+            }
+            _ => Err(self.sub.err(Cause::OverLimit {
+                requested: (offset as u64).saturating_add(dst.len() as u64),
+                limit: self.len as u64,
+                limit_name: "the message",
+            })),
+        }
+    }
+
+    /// Copies the message into a new vector.
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; self.len];
+        self.copy_to(0, &mut v)?;
+        Ok(v)
+    }
+
+    /// Writes the message to `out` straight from shared memory with
+    /// `write(2)`. With the overwrite policy, what was written may be torn
+    /// when this returns [`Cause::Lagged`]: copy first where that matters.
+    pub fn write_to(&self, out: impl AsFd) -> Result<()> {
+        // SAFETY: the frame lies in the ring (checked by peek); the kernel reads it.
+        match unsafe { sys::write_all_raw(out.as_fd(), self.ptr(), self.len) } {
+            Ok(()) => self.intact(),
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => Err(self.sub.err(Cause::Truncated)),
+            Err(e) => Err(Error::new("write out", "topic message", e)),
+        }
+    }
+
+    /// The message as a slice, without copying.
+    ///
+    /// # Safety
+    ///
+    /// No process may write into this frame while the slice lives: true of
+    /// an honest publisher with the block policy, not with the overwrite
+    /// policy (check [`is_intact`](Self::is_intact) after use, and treat
+    /// what was read as garbage if it is not).
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the frame lies in the ring; the caller vouches for the rest.
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.len) }
+    }
+}
+
+impl Drop for TopicView<'_> {
+    fn drop(&mut self) {
+        self.sub.expected = Some(self.seq.wrapping_add(1));
+        let len = ring::frame_size(self.len as u64 + SEQ);
+        if self.sub.overtaken() {
+            // Its space was reused: the next look continues from `oldest`.
+            return;
+        }
+        self.sub.advance(len);
+    }
+}
