@@ -3,10 +3,10 @@
 use std::io;
 use std::time::Duration;
 
-use ipcraft::channel::{self, Receiver, Sender};
+use ipcraft::channel::{self, ChannelOptions, MultiReceiver, Receiver, Sender};
 use ipcraft::{Cause, Error, Name};
 
-use crate::{parse_name, parse_secs, write_stdout, CmdResult, Failure};
+use crate::{for_each_line, parse_name, parse_secs, write_stdout, CmdResult, Failure};
 use ipcraft_bench::parse_size;
 
 /// The channel is ipcraft's fastest transport: a ring of messages in shared
@@ -30,6 +30,13 @@ enum Command {
         /// rounded up to a power of two from 4K to 1G.
         #[arg(long, default_value = "1M", value_parser = parse_capacity)]
         capacity: u64,
+        /// How many `chan send` processes may feed it at once (each gets a
+        /// ring of CAPACITY bytes; 1 to 512). With more than one, `chan
+        /// send` cuts its input into messages at line ends, so lines from
+        /// different senders never interleave.
+        #[arg(long, default_value_t = 1, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=512))]
+        senders: u32,
     },
     /// Streams stdin into the channel; end of input ends the stream. Exits 0
     /// only once a receiver has taken every byte and the end; a failure
@@ -47,6 +54,9 @@ enum Command {
     /// Copies the channel to stdout until the sender ends the stream. Exits
     /// 1 if the sender died or aborted the stream (after printing all it
     /// sent). A named channel is used again by the next sender and receiver.
+    /// On a channel for several senders: prints messages (whole lines) as
+    /// they arrive, until every sender that attached has closed; a sender's
+    /// death is reported and the others go on (exit 1 at the end).
     Recv {
         /// Channel name.
         #[arg(value_parser = parse_name)]
@@ -123,11 +133,27 @@ pub fn parse_capacity(s: &str) -> Result<u64, String> {
 
 pub fn run(args: Args) -> CmdResult {
     match args.command {
-        Command::Create { name, capacity } => Ok(channel::create(&name, capacity)?),
+        Command::Create {
+            name,
+            capacity,
+            senders,
+        } => Ok(ChannelOptions::new()
+            .capacity(capacity)
+            .senders(senders)
+            .create(&name)?),
         Command::Send { name, timeout } => {
+            let several = channel::stat_lanes(&name)?.len() > 1;
             let mut tx = Sender::open(&name)?;
             let wait = timeout.unwrap_or(Duration::MAX);
-            match stream_stdin(&mut tx, wait) {
+            let sent = if several {
+                // Whole lines (split only when longer than a message), so
+                // lines of different senders never interleave.
+                let max = tx.max_message_len().min(CHUNK);
+                for_each_line(max, |piece| tx.send_timeout(piece, wait))
+            } else {
+                stream_stdin(&mut tx, wait)
+            };
+            match sent {
                 Ok(()) => Ok(tx.close_timeout(wait)?),
                 Err(e) => {
                     // The receiver gets what was sent, then "aborted", never
@@ -135,6 +161,36 @@ pub fn run(args: Args) -> CmdResult {
                     let _ = tx.abort();
                     Err(e.into())
                 }
+            }
+        }
+        Command::Recv { name, timeout } if channel::stat_lanes(&name)?.len() > 1 => {
+            let mut rx = MultiReceiver::open(&name)?;
+            let wait = timeout.unwrap_or(Duration::MAX);
+            let mut buf = vec![0u8; CHUNK.max(1 << 20)];
+            let mut failed = false;
+            loop {
+                match rx.recv_from_timeout(&mut buf, wait) {
+                    Ok(Some((_, n))) => write_stdout(&buf[..n])?,
+                    Ok(None) => break,
+                    // One sender's failure is reported; the others go on.
+                    Err(e) if matches!(e.cause(), Cause::PeerDied { .. } | Cause::Aborted) => {
+                        eprintln!("ipcraft: {e}");
+                        failed = true;
+                    }
+                    Err(e) if matches!(e.cause(), Cause::BufferTooSmall { .. }) => {
+                        let need = match e.cause() {
+                            Cause::BufferTooSmall { need, .. } => *need,
+                            _ => unreachable!(),
+                        };
+                        buf.resize(need, 0);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if failed {
+                Err(Failure::Reported)
+            } else {
+                Ok(())
             }
         }
         Command::Recv { name, timeout } => {
@@ -153,7 +209,20 @@ pub fn run(args: Args) -> CmdResult {
             }
             Ok(())
         }
-        Command::Stat { name } => write_stdout(format!("{}\n", channel::stat(&name)?).as_bytes()),
+        Command::Stat { name } => {
+            let lanes = channel::stat_lanes(&name)?;
+            let text = match lanes.as_slice() {
+                [one] => format!("{one}\n"),
+                many => {
+                    let mut text = format!("senders={}\n", many.len());
+                    for (k, lane) in many.iter().enumerate() {
+                        text += &format!("sender {k}: {lane}\n");
+                    }
+                    text
+                }
+            };
+            write_stdout(text.as_bytes())
+        }
         Command::Rm { name } => Ok(channel::remove(&name)?),
     }
 }

@@ -14,7 +14,7 @@ mod shm;
 mod topic;
 mod uds;
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -95,6 +95,30 @@ pub fn stdout_failure(e: io::Error) -> Failure {
         Failure::StdoutClosed
     } else {
         Failure::Error(ipcraft::Error::new("write to", "stdout", e))
+    }
+}
+
+/// Calls `each` with every line of stdin (its newline kept), cut into
+/// pieces of at most `max` bytes. A line longer than `max` comes in
+/// several pieces; only the last has the newline.
+pub fn for_each_line(
+    max: usize,
+    mut each: impl FnMut(&[u8]) -> Result<(), ipcraft::Error>,
+) -> Result<(), ipcraft::Error> {
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| ipcraft::Error::new("read", "stdin", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        for piece in line.chunks(max.max(1)) {
+            each(piece)?;
+        }
     }
 }
 

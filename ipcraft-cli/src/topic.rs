@@ -1,12 +1,12 @@
 //! `ipcraft topic`: publish–subscribe over shared memory.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::time::Duration;
 
 use ipcraft::topic::{self, Policy, TopicOptions};
-use ipcraft::{Cause, Error, Name};
+use ipcraft::{Cause, Name};
 
-use crate::{parse_name, parse_secs, stdout_failure, write_stdout, CmdResult, Failure};
+use crate::{for_each_line, parse_name, parse_secs, stdout_failure, write_stdout, CmdResult, Failure};
 
 /// A topic carries each message from one publisher to every subscriber:
 /// written once into shared memory, read in place by each. Subscribers
@@ -81,27 +81,6 @@ enum Command {
         #[arg(value_parser = parse_name)]
         name: Name,
     },
-}
-
-/// Calls `each` with every line of stdin (its newline kept), cut into
-/// pieces of at most `max` bytes. A line longer than `max` comes in
-/// several pieces; only the last has the newline.
-pub fn for_each_line(max: usize, mut each: impl FnMut(&[u8]) -> Result<(), Error>) -> Result<(), Error> {
-    let stdin = io::stdin();
-    let mut input = stdin.lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::new("read", "stdin", e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        for piece in line.chunks(max.max(1)) {
-            each(piece)?;
-        }
-    }
 }
 
 pub fn run(args: Args) -> CmdResult {

@@ -46,7 +46,7 @@ fn check_identity_only(shm: &Shm, name: &Name) -> Result<()> {
         ));
     }
     let magic: u64 = shm.map()?.read(0)?;
-    if magic != MAGIC {
+    if magic != MAGIC && magic != super::lanes::GROUP_MAGIC {
         return Err(Error::new(
             "open channel",
             name,
@@ -111,6 +111,22 @@ impl fmt::Display for ChannelStat {
 /// Capacity, bytes in flight, and whether each side is attached and alive.
 pub fn stat(name: impl AsRef<OsStr>) -> Result<ChannelStat> {
     ChannelOptions::new().stat(name)
+}
+
+/// [`stat`] of every sender's lane of a channel made for
+/// [several senders](ChannelOptions::senders); of the one ring of a
+/// one-to-one channel.
+pub fn stat_lanes(name: impl AsRef<OsStr>) -> Result<Vec<ChannelStat>> {
+    let name = Name::new(name)?;
+    match super::lanes::Group::open(&name, true, false, Duration::ZERO)? {
+        Some(group) if group.kind == super::lanes::Kind::Senders => group.stats(),
+        Some(_) => Err(Error::new(
+            "open channel",
+            &name,
+            Cause::Invalid("it is a service, not a channel"),
+        )),
+        None => Ok(vec![stat(&name)?]),
+    }
 }
 
 impl ChannelStat {
@@ -190,7 +206,7 @@ impl ChannelOptions {
 
 impl Mapped {
     /// Capacity, bytes in flight and both sides' states.
-    fn stat(&self) -> Result<ChannelStat> {
+    pub(super) fn stat(&self) -> Result<ChannelStat> {
         let mapped = self;
         let h = mapped.header();
         let tail = h.tail.0.load(Ordering::Acquire);

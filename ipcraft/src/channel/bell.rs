@@ -32,7 +32,6 @@
 //! [unix(7)]: https://man7.org/linux/man-pages/man7/unix.7.html
 
 use std::os::fd::OwnedFd;
-#[cfg(feature = "tokio")]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Mutex;
 
@@ -61,16 +60,14 @@ fn datagram_socket() -> std::io::Result<OwnedFd> {
     )?)
 }
 
-/// A bound doorbell: readable while a ring is pending. (Only async ends
-/// bind one; every end can ring one.)
-#[cfg(feature = "tokio")]
+/// A bound doorbell: readable while a ring is pending. (Async ends and
+/// the receiver of a many-sender channel bind one; every end can ring one.)
 #[derive(Debug)]
 pub(crate) struct Bell {
     fd: OwnedFd,
     nonce: u64,
 }
 
-#[cfg(feature = "tokio")]
 impl Bell {
     /// Binds a doorbell under a fresh random nonce (never 0, which means
     /// "no doorbell" in the header).
@@ -103,14 +100,12 @@ impl Bell {
     }
 }
 
-#[cfg(feature = "tokio")]
 impl AsFd for Bell {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
-#[cfg(feature = "tokio")]
 impl AsRawFd for Bell {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

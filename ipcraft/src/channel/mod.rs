@@ -55,6 +55,7 @@
 
 mod admin;
 mod bell;
+pub(crate) mod lanes;
 pub(crate) mod layout;
 pub(crate) mod object;
 mod options;
@@ -65,21 +66,22 @@ pub(crate) mod wait;
 
 use std::time::Duration;
 
-pub use admin::{collect_stale, create, pair, remove, remove_if_stale, stat, ChannelStat, SideState};
+pub use admin::{collect_stale, create, pair, remove, remove_if_stale, stat, stat_lanes, ChannelStat, SideState};
+pub use lanes::MultiReceiver;
 pub(crate) use layout::MAGIC;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use options::ChannelOptions;
 pub use receiver::{Receiver, RecvView};
 pub use sender::{SendError, SendSlot, Sender};
 
+pub(crate) use bell::Bell;
 #[cfg(feature = "tokio")]
-pub(crate) use bell::{Bell, RUNG};
+pub(crate) use bell::RUNG;
 
 /// What an async end (the `tokio` module) needs from a blocking one to
 /// sleep on its doorbell instead of a futex. The protocol is the blocking
 /// one with the doorbell in the futex's place: set the sleeping flag, a
 /// full barrier, look again, and only then wait (see `wait`).
-#[cfg(feature = "tokio")]
 pub(crate) trait Park {
     /// Attaches for async use (as a non-spinning end, whose peer then
     /// needs no membarrier) and publishes the doorbell's nonce.
@@ -99,6 +101,7 @@ pub(crate) trait Park {
     /// has them (three loads, no check).
     fn peer_identity(&self) -> (u32, u32, u32);
     /// The channel's name, for errors.
+    #[cfg(feature = "tokio")]
     fn label(&self) -> &str;
 }
 

@@ -64,6 +64,10 @@ pub(super) struct Mapped {
     header: NonNull<Header>,
     pub(super) ring: Ring,
     pub(super) label: String,
+    /// File offset of this channel's header: 0, or a lane's place in a
+    /// many-sender channel or a service (see `lanes`). Lock bytes count
+    /// from it.
+    base: u64,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and the
@@ -78,7 +82,7 @@ impl Mapped {
         unsafe { self.header.as_ref() }
     }
 
-    pub(super) fn map(backing: &Backing, len: u64, label: &str) -> Result<(Mmap, NonNull<Header>)> {
+    pub(super) fn map(backing: &Backing, base: u64, len: u64, label: &str) -> Result<(Mmap, NonNull<Header>)> {
         let len = usize::try_from(len).map_err(|_| {
             Error::new(
                 "open channel",
@@ -90,7 +94,7 @@ impl Mapped {
         // read-only: looking at a channel never needs write access.
         let flags = sys::retry(|| rustix::fs::fcntl_getfl(backing.fd())).context("map channel", label)?;
         let mut opts = MmapOptions::new();
-        opts.len(len);
+        opts.len(len).offset(base);
         let map = if flags.intersects(rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::RDWR) {
             opts.map_shared(backing.fd())
         } else {
@@ -104,9 +108,15 @@ impl Mapped {
 
     /// Writes the identity of a freshly sized object, magic last.
     pub(super) fn initialise(backing: Backing, capacity: u64, label: String) -> Result<Self> {
-        let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
+        Self::initialise_at(backing, 0, capacity, label)
+    }
+
+    /// [`initialise`](Self::initialise) for the channel whose header is at
+    /// file offset `base`.
+    pub(super) fn initialise_at(backing: Backing, base: u64, capacity: u64, label: String) -> Result<Self> {
+        let (map, header) = Self::map(&backing, base, HEADER_SIZE + capacity, &label)?;
         let key = random_key();
-        let mapped = Self::assemble(backing, map, header, capacity, key, label);
+        let mapped = Self::assemble(backing, base, map, header, capacity, key, label);
         let id = &mapped.header().identity.0;
         id.version.store(VERSION, Ordering::Relaxed);
         id.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
@@ -120,6 +130,11 @@ impl Mapped {
     /// Maps an existing object and checks its identity, waiting up to
     /// `timeout` for a creator that has not finished.
     pub(super) fn open(backing: Backing, label: String, timeout: Duration) -> Result<Self> {
+        Self::open_at(backing, 0, label, timeout)
+    }
+
+    /// [`open`](Self::open) for the channel whose header is at file offset `base`.
+    pub(super) fn open_at(backing: Backing, base: u64, label: String, timeout: Duration) -> Result<Self> {
         const OP: &str = "open channel";
         let corrupted = |why: String| Error::new(OP, &label, Cause::Corrupted(why));
         let deadline = Instant::now() + timeout;
@@ -134,7 +149,7 @@ impl Mapped {
         };
         let size = loop {
             let stat = sys::retry(|| rustix::fs::fstat(backing.fd())).context(OP, &label)?;
-            let size = stat.st_size as u64;
+            let size = (stat.st_size as u64).saturating_sub(base);
             match size {
                 // The creator has not sized it yet.
                 0 => wait_or(format!("the object is still empty after {timeout:?}"))?,
@@ -146,13 +161,20 @@ impl Mapped {
                 s => break s,
             }
         };
-        let (map, header) = Self::map(&backing, HEADER_SIZE, &label)?;
+        let (map, header) = Self::map(&backing, base, HEADER_SIZE, &label)?;
         // SAFETY: the header page is mapped and the fields are atomics.
         let id = unsafe { &header.as_ref().identity.0 };
         loop {
             match id.magic.load(Ordering::Acquire) {
                 MAGIC => break,
                 0 => wait_or(format!("the creator did not finish setting it up within {timeout:?}"))?,
+                super::lanes::GROUP_MAGIC => {
+                    return Err(Error::new(
+                        OP,
+                        &label,
+                        Cause::Invalid("it is a channel for several senders or a service (it was still being made when opened: try again)"),
+                    ))
+                }
                 other => return Err(corrupted(format!("bad magic {other:#018x}"))),
             }
         }
@@ -178,13 +200,21 @@ impl Mapped {
         }
         let key = id.key.load(Ordering::Relaxed);
         drop(map);
-        let (map, header) = Self::map(&backing, HEADER_SIZE + capacity, &label)?;
-        Ok(Self::assemble(backing, map, header, capacity, key, label))
+        let (map, header) = Self::map(&backing, base, HEADER_SIZE + capacity, &label)?;
+        Ok(Self::assemble(backing, base, map, header, capacity, key, label))
     }
 
     /// The handle over a mapping of `HEADER_SIZE + capacity` bytes of
     /// `backing`, protected from truncation.
-    fn assemble(backing: Backing, map: Mmap, header: NonNull<Header>, capacity: u64, key: u64, label: String) -> Self {
+    fn assemble(
+        backing: Backing,
+        base: u64,
+        map: Mmap,
+        header: NonNull<Header>,
+        capacity: u64,
+        key: u64,
+        label: String,
+    ) -> Self {
         debug_assert!(map.len() as u64 >= HEADER_SIZE + capacity);
         // SAFETY: the ring is the `capacity` bytes after the header page of
         // a mapping of HEADER_SIZE + capacity bytes; page aligned.
@@ -203,7 +233,13 @@ impl Mapped {
             header,
             ring,
             label,
+            base,
         }
+    }
+
+    /// The file offset of lock byte `byte` of this channel.
+    pub(super) fn lock_at(&self, byte: i64) -> i64 {
+        self.base as i64 + byte
     }
 
     /// The error for a value read from the object that no correct peer
@@ -231,7 +267,8 @@ impl Mapped {
     /// write that word); only a free lock lets the word tell absent, closed
     /// and dead apart.
     pub(super) fn side_state(&self, side: &Side, lock_byte: i64) -> Result<SideState> {
-        let alive = sys::ofd_locked_by_other(self.backing.fd(), lock_byte).context("stat channel", &self.label)?;
+        let alive = sys::ofd_locked_by_other(self.backing.fd(), self.lock_at(lock_byte))
+            .context("stat channel", &self.label)?;
         let pid = side.pid.load(Ordering::Relaxed);
         Ok(match side.state.load(Ordering::Acquire) {
             _ if alive => SideState::Alive(pid),
@@ -249,7 +286,7 @@ impl Mapped {
     pub(super) fn attach(&self, side: &Side, lock_byte: i64, name: &'static str, light: bool) -> Result<(u32, u32)> {
         const OP: &str = "attach to channel";
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        if let Err(e) = sys::ofd_lock(self.backing.fd(), lock_byte) {
+        if let Err(e) = sys::ofd_lock(self.backing.fd(), self.lock_at(lock_byte)) {
             if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
                 let holder = side.pid.load(Ordering::Relaxed);
                 return Err(Error::new(
@@ -278,7 +315,7 @@ impl Mapped {
 
     /// Whether the peer `side` is alive now, by its lock alone.
     pub(super) fn peer_alive(&self, lock_byte: i64, op: &'static str) -> Result<bool> {
-        sys::ofd_locked_by_other(self.backing.fd(), lock_byte).context(op, &self.label)
+        sys::ofd_locked_by_other(self.backing.fd(), self.lock_at(lock_byte)).context(op, &self.label)
     }
 
     pub(super) fn keep(&mut self) {
@@ -443,7 +480,6 @@ impl Attachment {
 
 /// What both ends do alike to park on a doorbell (see `Park`): each end
 /// adds only its own condition and its own idea of the peer's presence.
-#[cfg(feature = "tokio")]
 impl Attachment {
     /// This end's side of the header.
     fn side<'m>(&self, mapped: &'m Mapped) -> &'m Side {

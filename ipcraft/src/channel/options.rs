@@ -7,9 +7,10 @@ use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
+use super::lanes::{Group, Kind};
 use super::layout::{HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY};
 use super::object::{own_description, Backing, Endpoint, Mapped};
-use super::{Receiver, Sender, DEFAULT_CAPACITY, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
+use super::{MultiReceiver, Receiver, Sender, DEFAULT_CAPACITY, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
 use crate::error::{Cause, Context, Error, Result};
 use crate::name::Name;
 use crate::shm::ShmOptions;
@@ -24,6 +25,7 @@ pub struct ChannelOptions {
     open_timeout: Duration,
     allow_foreign: bool,
     collect_stale: bool,
+    senders: u32,
 }
 
 impl Default for ChannelOptions {
@@ -42,7 +44,17 @@ impl ChannelOptions {
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             allow_foreign: false,
             collect_stale: false,
+            senders: 1,
         }
+    }
+
+    /// How many senders a new named channel takes at once (default 1).
+    /// With more than one, each sender gets a ring of its own of
+    /// [`capacity`](Self::capacity) bytes, and the channel is received
+    /// with a [`MultiReceiver`](super::MultiReceiver).
+    pub fn senders(&mut self, n: u32) -> &mut Self {
+        self.senders = n;
+        self
     }
 
     /// Ring size in bytes for a new channel, rounded up to a power of two
@@ -121,11 +133,46 @@ impl ChannelOptions {
     /// Creates the named channel object (exclusive) without attaching
     /// either side. The object stays until [`remove`](super::remove)d.
     pub fn create(&self, name: impl AsRef<OsStr>) -> Result<()> {
+        if self.senders != 1 {
+            self.create_group(name)?.keep();
+            return Ok(());
+        }
         let mut mapped = self.create_named(name)?;
         if let Backing::Named(shm) = &mut mapped.backing {
             shm.keep();
         }
         Ok(())
+    }
+
+    fn create_group(&self, name: impl AsRef<OsStr>) -> Result<Group> {
+        let name = Name::new(name)?;
+        let cap = self.ring_capacity(&name)?;
+        Group::create(&name, Kind::Senders, self.senders, cap, self.mode)
+    }
+
+    /// Creates a channel for [several senders](Self::senders) and attaches
+    /// as its receiver (removed on drop unless [`MultiReceiver::keep`] is
+    /// called).
+    pub fn create_multi_receiver(&self, name: impl AsRef<OsStr>) -> Result<MultiReceiver> {
+        MultiReceiver::attach(self.create_group(name)?, self.spin)
+    }
+
+    /// Opens a channel made for several senders as its receiver.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::Invalid`] if it is a one-to-one channel;
+    /// [`Cause::InUse`] if it has a live receiver.
+    pub fn open_multi_receiver(&self, name: impl AsRef<OsStr>) -> Result<MultiReceiver> {
+        let name = Name::new(name)?;
+        match Group::open(&name, false, self.allow_foreign, self.open_timeout)? {
+            Some(group) if group.kind == Kind::Senders => MultiReceiver::attach(group, self.spin),
+            _ => Err(Error::new(
+                "open channel",
+                &name,
+                Cause::Invalid("not a channel for several senders"),
+            )),
+        }
     }
 
     fn create_named(&self, name: impl AsRef<OsStr>) -> Result<Mapped> {
@@ -180,13 +227,36 @@ impl ChannelOptions {
     /// [`Cause::InUse`] if it has a live sender; [`Cause::Closed`] if its
     /// sender already closed; [`Cause::Corrupted`] if the object is not a
     /// valid channel (bad magic or version, impossible capacity, too short).
+    ///
+    /// On a channel made for [several senders](Self::senders), this
+    /// sender takes the first lane no live sender holds
+    /// ([`Cause::LimitReached`] when every one is taken).
     pub fn open_sender(&self, name: impl AsRef<OsStr>) -> Result<Sender> {
+        let name = Name::new(name)?;
+        if let Some(group) = Group::open(&name, false, self.allow_foreign, self.open_timeout)? {
+            if group.kind != Kind::Senders {
+                return Err(Error::new(
+                    "open channel",
+                    &name,
+                    Cause::Invalid("it is a service, not a channel"),
+                ));
+            }
+            return Ok(group.attach_sender(0, 1, self.spin)?.1);
+        }
         Endpoint::attached(self.open_named(name)?, self.spin)
     }
 
     /// Opens an existing channel as its receiver. Errors as
     /// [`open_sender`](Self::open_sender).
     pub fn open_receiver(&self, name: impl AsRef<OsStr>) -> Result<Receiver> {
+        let name = Name::new(name)?;
+        if Group::open(&name, true, self.allow_foreign, self.open_timeout)?.is_some() {
+            return Err(Error::new(
+                "open channel",
+                &name,
+                Cause::Invalid("it takes several senders: receive with a MultiReceiver"),
+            ));
+        }
         Endpoint::attached(self.open_named(name)?, self.spin)
     }
 

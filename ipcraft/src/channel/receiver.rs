@@ -257,7 +257,6 @@ impl Receiver {
     }
 }
 
-#[cfg(feature = "tokio")]
 impl super::Park for Receiver {
     fn park_init(&mut self, nonce: u64) -> Result<()> {
         self.att.no_spin_unless_attached();
@@ -279,6 +278,7 @@ impl super::Park for Receiver {
         self.att.peer_identity(&self.mapped)
     }
 
+    #[cfg(feature = "tokio")]
     fn label(&self) -> &str {
         &self.mapped.label
     }
@@ -296,10 +296,45 @@ impl super::Park for Receiver {
     }
 }
 
-#[cfg(feature = "tokio")]
+/// A channel's sender side as its receiver sees it (several loads, no
+/// consistency between them: for the many-sender receiver's bookkeeping).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SenderView {
+    /// Its lock is held now.
+    pub alive: bool,
+    pub pid: u32,
+    pub attaches: u32,
+    pub state: u32,
+    /// The channel's stream counter.
+    pub stream: u64,
+}
+
 impl Receiver {
+    /// The sender side now.
+    pub(crate) fn sender_view(&self) -> Result<SenderView> {
+        let h = self.mapped.header();
+        let side = &h.sender.0;
+        let alive = self.mapped.peer_alive(SENDER_LOCK_BYTE, RECV_OP)?;
+        Ok(SenderView {
+            alive,
+            pid: side.pid.load(Ordering::Acquire),
+            attaches: side.attaches.load(Ordering::Acquire),
+            state: side.state.load(Ordering::Acquire),
+            stream: h.stream.0.load(Ordering::Acquire),
+        })
+    }
+
+    /// After the end of a stream (or a sender's death, reported): wait for
+    /// the next sender, whose stream follows in the ring.
+    pub(crate) fn next_stream(&mut self) {
+        self.ended = false;
+        self.sender_seen = false;
+        self.sender_gone = None;
+    }
+
     /// `Ok` once a message, the end of the stream or an error is there to
     /// take; [`Cause::Empty`] otherwise.
+    #[cfg(feature = "tokio")]
     pub(crate) fn try_ready(&mut self) -> Result<()> {
         self.next_frame(Wait::No).map(|_| ())
     }

@@ -1,0 +1,571 @@
+//! Objects made of several channels ("lanes"): the many-sender channel
+//! (one lane per sender, multiplexed by one [`MultiReceiver`]) and the
+//! service (a request lane and a response lane per client, see
+//! [`crate::service`]).
+//!
+//! ```text
+//! offset 0        4096                 4096 + L           4096 + 2L
+//! +--------------+--------------------+------------------+-----
+//! | group header | lane 0: a complete | lane 1           | ...      L = 4096 + capacity
+//! | magic, kind, | channel (header,   |                  |
+//! | lanes, cap   | ring, lock bytes   |                  |
+//! +--------------+--------------------+------------------+-----
+//! ```
+//!
+//! Each lane is a whole single-producer single-consumer channel with
+//! everything that implies (reuse, a dead side replaced, liveness by OFD
+//! locks on its own two bytes, hostile-memory checks), so one sender's
+//! death or misbehaviour stays in its lane. The receiver takes one message
+//! per lane in turn, so no sender starves the others, and each sender's
+//! messages arrive in its order.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::layout::{ATTACHED, HEADER_SIZE};
+use super::object::{own_description, Backing, Endpoint, Mapped, Wait};
+use super::receiver::SenderView;
+use super::{Bell, ChannelOptions, ChannelStat, Park, Receiver, Sender};
+use crate::error::{Cause, Context, Error, Result};
+use crate::name::Name;
+use crate::shm::{Shm, ShmOptions};
+use crate::sys;
+
+/// `b"IPCKMANY"` as a little-endian `u64`.
+pub(crate) const GROUP_MAGIC: u64 = u64::from_le_bytes(*b"IPCKMANY");
+const GROUP_VERSION: u32 = 1;
+/// Bytes before the first lane.
+const GROUP_HEADER: u64 = 4096;
+/// The most lanes an object has.
+pub(crate) const MAX_LANES: u32 = 512;
+
+/// What a lane object is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A channel for several senders: lane k is sender k's.
+    Senders = 1,
+    /// A service: lanes 2k and 2k+1 are client k's requests and responses.
+    Service = 2,
+}
+
+#[repr(C)]
+struct GroupIdentity {
+    magic: AtomicU64,
+    version: AtomicU32,
+    kind: AtomicU32,
+    lanes: AtomicU32,
+    reserved: AtomicU32,
+    lane_capacity: AtomicU64,
+}
+
+/// A mapped, validated lane object.
+pub(crate) struct Group {
+    shm: Shm,
+    pub(crate) kind: Kind,
+    pub(crate) lanes: u32,
+    pub(crate) capacity: u64,
+    pub(crate) label: String,
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.label)
+            .field("kind", &self.kind)
+            .field("lanes", &self.lanes)
+            .finish()
+    }
+}
+
+/// The magic of lane 0 of an object whose group identity is not written
+/// yet (that of a channel being created as a group).
+fn lane_magic(shm: &Shm) -> Result<u64> {
+    let mut word = [0u8; 8];
+    let n = rustix::io::pread(shm.as_fd(), &mut word, GROUP_HEADER).context("open channel", shm.name())?;
+    Ok(if n == 8 { u64::from_le_bytes(word) } else { 0 })
+}
+
+fn lane_base(k: u32, capacity: u64) -> u64 {
+    GROUP_HEADER + u64::from(k) * (HEADER_SIZE + capacity)
+}
+
+impl Group {
+    /// Creates the object (exclusive, `mode`) with `lanes` channels of
+    /// `capacity` bytes each, identity last.
+    pub(crate) fn create(name: &Name, kind: Kind, lanes: u32, capacity: u64, mode: u32) -> Result<Self> {
+        let op = "create channel";
+        if lanes == 0 || lanes > MAX_LANES {
+            return Err(Error::new(
+                op,
+                name,
+                Cause::OverLimit {
+                    requested: u64::from(lanes),
+                    limit: u64::from(MAX_LANES),
+                    limit_name: "the most lanes an object has (at least 1)",
+                },
+            ));
+        }
+        let shm = ShmOptions::new()
+            .create_new(true)
+            .mode(mode)
+            .size(lane_base(lanes, capacity))
+            .open(name)
+            .map_err(|e| e.relabel(op, name))?;
+        let group = Self {
+            shm,
+            kind,
+            lanes,
+            capacity,
+            label: name.to_string(),
+        };
+        for k in 0..lanes {
+            Mapped::initialise_at(group.backing()?, lane_base(k, capacity), capacity, group.label.clone())?;
+        }
+        let map = crate::mmap::MmapOptions::new()
+            .len(GROUP_HEADER as usize)
+            .map_shared(group.shm.as_fd())
+            .map_err(|e| e.relabel(op, name))?;
+        // SAFETY: the first page is mapped; the identity is atomics.
+        let id = unsafe { &*(map.as_ptr() as *const GroupIdentity) };
+        id.version.store(GROUP_VERSION, Ordering::Relaxed);
+        id.kind.store(kind as u32, Ordering::Relaxed);
+        id.lanes.store(lanes, Ordering::Relaxed);
+        id.lane_capacity.store(capacity, Ordering::Relaxed);
+        id.magic.store(GROUP_MAGIC, Ordering::Release);
+        Ok(group)
+    }
+
+    /// Opens the named object if it is a lane object (`Ok(None)` if it is
+    /// something else, such as a one-to-one channel, or has no identity
+    /// yet: a one-to-one channel's opening waits for that), waiting up to
+    /// `timeout` for a creator that has written its lanes but not yet the
+    /// group's identity.
+    pub(crate) fn open(name: &Name, read_only: bool, allow_foreign: bool, timeout: Duration) -> Result<Option<Self>> {
+        let op = "open channel";
+        let shm = ShmOptions::new()
+            .read_only(read_only)
+            .allow_foreign(allow_foreign)
+            .open(name)
+            .map_err(|e| e.relabel(op, name))?;
+        let corrupted = |why: String| Error::new(op, name, Cause::Corrupted(why));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let size = shm.size().map_err(|e| e.relabel(op, name))?;
+            if size >= GROUP_HEADER {
+                let map = crate::mmap::MmapOptions::new()
+                    .len(GROUP_HEADER as usize)
+                    .map(shm.as_fd())
+                    .map_err(|e| e.relabel(op, name))?;
+                // SAFETY: the first page is mapped; the identity is atomics.
+                let id = unsafe { &*(map.as_ptr() as *const GroupIdentity) };
+                match id.magic.load(Ordering::Acquire) {
+                    GROUP_MAGIC => {
+                        let version = id.version.load(Ordering::Relaxed);
+                        if version != GROUP_VERSION {
+                            return Err(corrupted(format!("lane layout version {version}")));
+                        }
+                        let kind = match id.kind.load(Ordering::Relaxed) {
+                            1 => Kind::Senders,
+                            2 => Kind::Service,
+                            other => return Err(corrupted(format!("unknown kind {other}"))),
+                        };
+                        let lanes = id.lanes.load(Ordering::Relaxed);
+                        let capacity = id.lane_capacity.load(Ordering::Relaxed);
+                        if lanes == 0
+                            || lanes > MAX_LANES
+                            || !capacity.is_power_of_two()
+                            || !(super::MIN_CAPACITY..=super::MAX_CAPACITY).contains(&capacity)
+                        {
+                            return Err(corrupted(format!(
+                                "impossible geometry: {lanes} lanes of {capacity} bytes"
+                            )));
+                        }
+                        if lane_base(lanes, capacity) > size {
+                            return Err(corrupted(format!("{lanes} lanes do not fit in {size} bytes")));
+                        }
+                        return Ok(Some(Self {
+                            shm,
+                            kind,
+                            lanes,
+                            capacity,
+                            label: name.to_string(),
+                        }));
+                    }
+                    // Lane 0's identity, written before the group's: a
+                    // group being created.
+                    0 if size >= GROUP_HEADER + 8 && lane_magic(&shm)? == super::MAGIC => {}
+                    _ => return Ok(None),
+                }
+            } else {
+                return Ok(None);
+            }
+            if Instant::now() >= deadline {
+                return Err(corrupted(format!(
+                    "the creator did not finish setting it up within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A descriptor of the object with its own open file description, so
+    /// a lane's locks are its own.
+    fn backing(&self) -> Result<Backing> {
+        let fd = self
+            .shm
+            .as_fd()
+            .try_clone_to_owned()
+            .context("open channel", &self.label)?;
+        Ok(Backing::Anonymous(own_description(fd)?))
+    }
+
+    /// Lane `k`, mapped and checked (its capacity must be the group's).
+    pub(super) fn lane(&self, k: u32) -> Result<Mapped> {
+        debug_assert!(k < self.lanes);
+        let mapped = Mapped::open_at(
+            self.backing()?,
+            lane_base(k, self.capacity),
+            format!("{} (lane {k})", self.label),
+            Duration::ZERO,
+        )?;
+        if mapped.ring.capacity() != self.capacity {
+            return Err(Error::new(
+                "open channel",
+                &self.label,
+                Cause::Corrupted(format!("lane {k} has another capacity")),
+            ));
+        }
+        Ok(mapped)
+    }
+
+    /// Leaves the object in `/dev/shm` when this handle drops.
+    pub(crate) fn keep(&mut self) {
+        self.shm.keep();
+    }
+
+    /// The state of every lane.
+    pub(crate) fn stats(&self) -> Result<Vec<ChannelStat>> {
+        (0..self.lanes).map(|k| self.lane(k)?.stat()).collect()
+    }
+
+    /// Attaches as the sender of a lane (of `first`, `first + step`, ...)
+    /// that has no live sender: one whose sender is absent or finished
+    /// first, and only then one whose sender died (taking over its stream).
+    pub(crate) fn attach_sender(&self, first: u32, step: u32, spin: Duration) -> Result<(u32, Sender)> {
+        for takeover in [false, true] {
+            let mut k = first;
+            while k < self.lanes {
+                let lane = self.lane(k)?;
+                k += step;
+                if !takeover && lane.header().sender.0.state.load(Ordering::Acquire) == ATTACHED {
+                    continue;
+                }
+                match Sender::attached(lane, spin) {
+                    Ok(tx) => return Ok((k - step, tx)),
+                    Err(e) if matches!(e.cause(), Cause::InUse { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(Error::new(
+            "attach to channel",
+            &self.label,
+            Cause::LimitReached {
+                limit_name: match self.kind {
+                    Kind::Senders => "the channel's senders, all attached,",
+                    Kind::Service => "the service's clients, all connected,",
+                },
+                limit: u64::from(self.lanes / step),
+            },
+        ))
+    }
+}
+
+/// The receiving end of a channel made for several senders
+/// ([`ChannelOptions::senders`]): one lane per sender, taken in turn.
+///
+/// Each sender's messages arrive in its order; the receiver takes one
+/// message from each lane that has one before it comes back to any, so a
+/// fast sender cannot starve a slow one. A sender that dies is reported
+/// once ([`Cause::PeerDied`], after everything it committed), and the
+/// others go on. `Ok(None)` comes once every sender that attached has
+/// closed its stream (and at least one has).
+///
+/// While nothing is waiting it spins briefly, then sleeps on a doorbell
+/// every lane's sender rings (an abstract Unix datagram socket, the one
+/// async ends use; see ARCHITECTURE.md): a futex cannot wait on several
+/// words.
+pub struct MultiReceiver {
+    group: Group,
+    lanes: Vec<Receiver>,
+    bell: Bell,
+    /// The lane to look at first next time (round robin).
+    next: usize,
+    /// Per lane: what this receiver knows of its senders.
+    watch: Vec<Watch>,
+    /// Whether some stream has ended since this receiver came.
+    ended_any: bool,
+    spin: Duration,
+}
+
+impl fmt::Debug for MultiReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultiReceiver")
+            .field("channel", &self.group.label)
+            .field("senders", &self.lanes.len())
+            .finish()
+    }
+}
+
+const RECV_OP: &str = "receive from channel";
+
+/// What a [`MultiReceiver`] knows of one lane's senders.
+#[derive(Clone, Copy, Default)]
+struct Watch {
+    /// The sender last seen alive there.
+    last: Option<SenderView>,
+    /// The attach count of the sender whose death was reported last.
+    reported: Option<u32>,
+}
+
+impl MultiReceiver {
+    /// Opens the named many-sender channel as its receiver.
+    pub fn open(name: impl AsRef<OsStr>) -> Result<Self> {
+        ChannelOptions::new().open_multi_receiver(name)
+    }
+
+    pub(super) fn attach(group: Group, spin: Duration) -> Result<Self> {
+        let bell = Bell::bind().context("bind doorbell for", &group.label)?;
+        let mut lanes = Vec::with_capacity(group.lanes as usize);
+        for k in 0..group.lanes {
+            let mut rx = Receiver::unattached(group.lane(k)?, Duration::ZERO);
+            rx.park_init(bell.nonce())?;
+            lanes.push(rx);
+        }
+        let n = lanes.len();
+        Ok(Self {
+            group,
+            lanes,
+            bell,
+            next: 0,
+            watch: vec![Watch::default(); n],
+            ended_any: false,
+            spin,
+        })
+    }
+
+    /// How many senders the channel takes.
+    pub fn senders(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Leaves a channel this receiver created in `/dev/shm` when it drops.
+    pub fn keep(&mut self) {
+        self.group.keep();
+    }
+
+    /// One pass over the lanes from `next`: the first message found, the
+    /// first error, or `Ok(None)` when no lane has anything.
+    fn poll_lanes(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
+        let n = self.lanes.len();
+        for i in 0..n {
+            let k = (self.next + i) % n;
+            match self.lanes[k].try_recv(buf) {
+                Ok(Some(len)) => {
+                    self.next = (k + 1) % n;
+                    return Ok(Some((k, len)));
+                }
+                Ok(None) => self.finish_stream(k),
+                Err(e) if matches!(e.cause(), Cause::Empty) => {}
+                Err(e) if matches!(e.cause(), Cause::Aborted) => {
+                    self.finish_stream(k);
+                    self.next = (k + 1) % n;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Lane `k`'s stream ended: the lane waits for the next sender.
+    fn finish_stream(&mut self, k: usize) {
+        self.lanes[k].next_stream();
+        self.ended_any = true;
+    }
+
+    /// Looks at every lane's sender and reports one that died (once, after
+    /// what it committed): a dead lock with the side still attached, or a
+    /// sender seen before that another has replaced within the same stream
+    /// (a sender that closed its stream makes the next start a new one).
+    fn check_senders(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
+        for k in 0..self.lanes.len() {
+            let now = self.lanes[k].sender_view()?;
+            let watch = &mut self.watch[k];
+            let replaced = watch
+                .last
+                .filter(|last| last.attaches != now.attaches && last.stream == now.stream);
+            let died = match replaced {
+                Some(last) if watch.reported != Some(last.attaches) => Some(last),
+                _ if !now.alive
+                    && now.state == ATTACHED
+                    && now.attaches != 0
+                    && watch.reported != Some(now.attaches) =>
+                {
+                    Some(now)
+                }
+                _ => None,
+            };
+            if now.alive {
+                watch.last = Some(now);
+            }
+            let Some(dead) = died else { continue };
+            // Deliver what it committed first.
+            if let Some(found) = self.poll_lanes(buf)? {
+                return Ok(Some(found));
+            }
+            let watch = &mut self.watch[k];
+            watch.reported = Some(dead.attaches);
+            if watch.last.is_some_and(|l| l.attaches == dead.attaches) {
+                watch.last = None;
+            }
+            self.lanes[k].next_stream();
+            self.ended_any = true;
+            return Err(Error::new(
+                RECV_OP,
+                &self.group.label,
+                Cause::PeerDied {
+                    side: "sender",
+                    pid: dead.pid,
+                },
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Whether some lane has a live sender whose stream is still open.
+    fn any_open(&mut self) -> Result<bool> {
+        for rx in &self.lanes {
+            let v = rx.sender_view()?;
+            if v.alive && v.state == ATTACHED {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<(usize, usize)>> {
+        let started = Instant::now();
+        let mut naps = 0u32;
+        loop {
+            if let Some(found) = self.poll_lanes(buf)? {
+                return Ok(Some(found));
+            }
+            if self.ended_any {
+                // Deaths first: a dead sender is reported, not taken for
+                // one that finished.
+                if let Some(found) = self.check_senders(buf)? {
+                    return Ok(Some(found));
+                }
+                if !self.any_open()? {
+                    return Ok(None);
+                }
+            }
+            if let Wait::No = wait {
+                return Err(Error::new(RECV_OP, &self.group.label, Cause::Empty));
+            }
+            let now = Instant::now();
+            let left = wait.deadline().map(|d| d.saturating_duration_since(now));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(Error::new(RECV_OP, &self.group.label, Cause::TimedOut));
+            }
+            if now.duration_since(started) < self.spin {
+                std::hint::spin_loop();
+                if naps % 64 == 63 {
+                    std::thread::yield_now();
+                }
+                naps = naps.wrapping_add(1);
+                continue;
+            }
+            // Arm every lane's doorbell flag, then look once more: a sender
+            // that published before it saw the flag is seen here.
+            let mut ready = false;
+            for rx in &mut self.lanes {
+                ready |= rx.arm();
+            }
+            if !ready {
+                let nap = Duration::from_millis(50).min(left.unwrap_or(Duration::MAX));
+                let rung = match sys::wait_fd(
+                    self.bell.as_fd(),
+                    rustix::event::PollFlags::IN,
+                    Some(Instant::now() + nap),
+                ) {
+                    Ok(flags) => !flags.is_empty(),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => false,
+                    Err(e) => return Err(Error::new("wait for", &self.group.label, e)),
+                };
+                while self.bell.take_one().is_ok() {}
+                for rx in &mut self.lanes {
+                    rx.flag().store(0, Ordering::Release);
+                }
+                if !rung {
+                    if let Some(found) = self.check_senders(buf)? {
+                        return Ok(Some(found));
+                    }
+                }
+            } else {
+                for rx in &mut self.lanes {
+                    rx.flag().store(0, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Receives the next message into `buf`: `Some((sender, len))`, where
+    /// `sender` is the lane (0..senders) it came through, or `None` once
+    /// every sender that attached has closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::PeerDied`] for a sender that died (once; receiving goes on
+    /// with the others at the next call), [`Cause::Aborted`] for one that
+    /// abandoned its stream, [`Cause::BufferTooSmall`] (the message stays),
+    /// [`Cause::Corrupted`].
+    pub fn recv_from(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
+        self.recv_with(buf, Wait::Forever)
+    }
+
+    /// [`recv_from`](Self::recv_from), waiting at most `timeout`.
+    pub fn recv_from_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<(usize, usize)>> {
+        self.recv_with(buf, Wait::timeout(timeout))
+    }
+
+    /// [`recv_from`](Self::recv_from) without waiting ([`Cause::Empty`]).
+    pub fn try_recv_from(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
+        self.recv_with(buf, Wait::No)
+    }
+
+    /// The state of each sender's lane.
+    pub fn stats(&self) -> Result<Vec<ChannelStat>> {
+        self.group.stats()
+    }
+}
+
+impl Drop for MultiReceiver {
+    fn drop(&mut self) {
+        for rx in &mut self.lanes {
+            rx.park_release();
+        }
+    }
+}
+
+impl AsRawFd for MultiReceiver {
+    /// The doorbell: readable when a sender has rung it (for an event
+    /// loop; take messages with [`try_recv_from`](Self::try_recv_from)).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.bell.as_raw_fd()
+    }
+}
