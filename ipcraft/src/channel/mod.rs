@@ -96,9 +96,11 @@ pub(crate) trait Park {
     /// The peer's liveness, by its lock first: `Some(pid)` while it is
     /// alive, `None` while none is there yet (or a new one may still come),
     /// an error once the peer this end streams with has died or left.
+    #[cfg(feature = "tokio")]
     fn peer(&mut self) -> crate::Result<Option<u32>>;
     /// The peer side's pid, attach count and leaving flag as the header
     /// has them (three loads, no check).
+    #[cfg(feature = "tokio")]
     fn peer_identity(&self) -> (u32, u32, u32);
     /// The channel's name, for errors.
     #[cfg(feature = "tokio")]

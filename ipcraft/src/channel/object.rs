@@ -526,6 +526,7 @@ impl Attachment {
     }
 
     /// The peer's pid, attach count and leaving flag as the header has them.
+    #[cfg(feature = "tokio")]
     pub(super) fn peer_identity(&self, mapped: &Mapped) -> (u32, u32, u32) {
         let side = self.peer_side(mapped);
         (
@@ -536,6 +537,7 @@ impl Attachment {
     }
 
     /// The peer's pid while its lock is held.
+    #[cfg(feature = "tokio")]
     pub(super) fn live_peer(&self, mapped: &Mapped, op: &'static str) -> Result<Option<u32>> {
         let peer = self.end.peer();
         Ok(mapped

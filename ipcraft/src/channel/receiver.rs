@@ -274,6 +274,7 @@ impl super::Park for Receiver {
         self.mapped.ring.is_published(self.head)
     }
 
+    #[cfg(feature = "tokio")]
     fn peer_identity(&self) -> (u32, u32, u32) {
         self.att.peer_identity(&self.mapped)
     }
@@ -287,6 +288,7 @@ impl super::Park for Receiver {
         self.att.flag(&self.mapped)
     }
 
+    #[cfg(feature = "tokio")]
     fn peer(&mut self) -> Result<Option<u32>> {
         if let Some(pid) = self.att.live_peer(&self.mapped, RECV_OP)? {
             self.sender_seen = true;
