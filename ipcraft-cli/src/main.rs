@@ -10,6 +10,7 @@ mod ls;
 mod mmap;
 mod mq;
 mod pipe;
+mod service;
 mod shm;
 mod topic;
 mod uds;
@@ -48,6 +49,8 @@ enum Command {
     Chan(chan::Args),
     /// Topics: one publisher to many subscribers over shared memory.
     Topic(topic::Args),
+    /// Services: request–response between a server and many clients.
+    Service(service::Args),
     /// Unix domain sockets: an echo server and a client.
     Uds(uds::Args),
     /// Every IPC object on this host: kind, name, owner, mode, size, age,
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         Command::Shm(args) => shm::run(args),
         Command::Chan(args) => chan::run(args),
         Command::Topic(args) => topic::run(args),
+        Command::Service(args) => service::run(args),
         Command::Uds(args) => uds::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Gc(args) => gc::run(args),

@@ -121,6 +121,7 @@ pub mod name;
 mod object;
 pub mod pipe;
 pub mod process;
+pub mod service;
 pub mod shm;
 mod sys;
 pub mod topic;

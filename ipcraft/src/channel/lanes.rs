@@ -241,6 +241,16 @@ impl Group {
         Ok(mapped)
     }
 
+    /// Lane `k`'s receiver, attached now.
+    pub(crate) fn receiver(&self, k: u32, spin: Duration) -> Result<Receiver> {
+        Receiver::attached(self.lane(k)?, spin)
+    }
+
+    /// Lane `k`'s sender, attached now.
+    pub(crate) fn sender(&self, k: u32, spin: Duration) -> Result<Sender> {
+        Sender::attached(self.lane(k)?, spin)
+    }
+
     /// Leaves the object in `/dev/shm` when this handle drops.
     pub(crate) fn keep(&mut self) {
         self.shm.keep();
@@ -308,6 +318,8 @@ pub struct MultiReceiver {
     watch: Vec<Watch>,
     /// Whether some stream has ended since this receiver came.
     ended_any: bool,
+    /// Never report the end (a server keeps serving).
+    forever: bool,
     spin: Duration,
 }
 
@@ -338,9 +350,15 @@ impl MultiReceiver {
     }
 
     pub(super) fn attach(group: Group, spin: Duration) -> Result<Self> {
+        Self::attach_lanes(group, 1, false, spin)
+    }
+
+    /// Receives lanes 0, `step`, 2·`step`, ... of `group`; with `forever`,
+    /// it never reports the end (a service's server).
+    pub(crate) fn attach_lanes(group: Group, step: u32, forever: bool, spin: Duration) -> Result<Self> {
         let bell = Bell::bind().context("bind doorbell for", &group.label)?;
-        let mut lanes = Vec::with_capacity(group.lanes as usize);
-        for k in 0..group.lanes {
+        let mut lanes = Vec::with_capacity((group.lanes / step) as usize);
+        for k in (0..group.lanes).step_by(step as usize) {
             let mut rx = Receiver::unattached(group.lane(k)?, Duration::ZERO);
             rx.park_init(bell.nonce())?;
             lanes.push(rx);
@@ -353,6 +371,7 @@ impl MultiReceiver {
             next: 0,
             watch: vec![Watch::default(); n],
             ended_any: false,
+            forever,
             spin,
         })
     }
@@ -464,7 +483,7 @@ impl MultiReceiver {
             if let Some(found) = self.poll_lanes(buf)? {
                 return Ok(Some(found));
             }
-            if self.ended_any {
+            if self.ended_any && !self.forever {
                 // Deaths first: a dead sender is reported, not taken for
                 // one that finished.
                 if let Some(found) = self.check_senders(buf)? {

@@ -1,0 +1,524 @@
+//! Request–response over shared memory: one [`Server`], many [`Client`]s.
+//!
+//! A service is one object holding two channels per client slot: a request
+//! lane (the client sends, the server receives) and a response lane (the
+//! server sends, the client receives), laid out as the many-sender
+//! channel's lanes are:
+//!
+//! ```text
+//! +--------------+-------------------+--------------------+-------------------+-----
+//! | group header | lane 0: client 0  | lane 1: client 0   | lane 2: client 1  | ...
+//! | kind=service | requests -> server| responses <- server| requests -> server|
+//! +--------------+-------------------+--------------------+-------------------+-----
+//! ```
+//!
+//! - A client takes the first slot whose request lane has no live client
+//!   (an OFD lock, as for every channel side). Each request carries an id
+//!   (the client's pid and a counter) that the server's response echoes,
+//!   so a client never takes a response meant for an earlier holder of
+//!   its slot.
+//! - The server takes one request per client in turn (no client starves
+//!   another) and answers it on that client's response lane.
+//! - A client that dies mid-request harms nobody: its half-written request
+//!   is never delivered, a response to it is dropped with its lane. A
+//!   server that dies gives every waiting client [`Cause::PeerDied`]
+//!   within the liveness interval (50 ms).
+//!
+//! ```
+//! use ipcraft::service::{Client, Server};
+//!
+//! let name = format!("/ipcraft-doc-service-{}", std::process::id());
+//! let mut server = Server::create(&name).unwrap(); // removed when it drops
+//! let mut client = Client::connect(&name).unwrap(); // normally another process
+//! client.send_request(b"ping").unwrap();
+//! let mut buf = Vec::new();
+//! let request = server.recv(&mut buf).unwrap();
+//! assert_eq!(buf, b"ping");
+//! server.reply(&request, b"pong").unwrap();
+//! let mut response = Vec::new();
+//! client.recv_response(&mut response).unwrap();
+//! assert_eq!(response, b"pong");
+//! ```
+//!
+//! [`Cause::PeerDied`]: crate::Cause::PeerDied
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::channel::lanes::{Group, Kind, MAX_LANES};
+use crate::channel::{ChannelOptions, MultiReceiver, Receiver, Sender, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
+use crate::error::{Cause, Error, Result};
+use crate::name::Name;
+
+/// Client slots when none is given.
+pub const DEFAULT_CLIENTS: u32 = 16;
+/// The most client slots a service has.
+pub const MAX_CLIENTS: u32 = MAX_LANES / 2;
+/// Each lane's ring when none is given: 64 KiB.
+pub const DEFAULT_CAPACITY: u64 = 64 * 1024;
+
+/// Bytes of the request id before every request and response.
+const ID: usize = 8;
+
+/// How to create or open a service.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    clients: u32,
+    capacity: u64,
+    mode: u32,
+    spin: Duration,
+    timeout: Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServiceOptions {
+    /// 16 client slots, 64 KiB per lane, mode 0600, ~50 µs of spinning,
+    /// 5 s for a client to find a server.
+    pub fn new() -> Self {
+        Self {
+            clients: DEFAULT_CLIENTS,
+            capacity: DEFAULT_CAPACITY,
+            mode: 0o600,
+            spin: DEFAULT_SPIN,
+            timeout: DEFAULT_OPEN_TIMEOUT,
+        }
+    }
+
+    /// How many clients may be connected at once (1 to [`MAX_CLIENTS`]).
+    pub fn clients(&mut self, n: u32) -> &mut Self {
+        self.clients = n;
+        self
+    }
+
+    /// Ring size of each request and response lane (the largest request
+    /// or response is a little less).
+    pub fn capacity(&mut self, bytes: u64) -> &mut Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Permission bits of a created service (default 0600).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long a waiting side spins before it sleeps.
+    pub fn spin(&mut self, spin: Duration) -> &mut Self {
+        self.spin = spin;
+        self
+    }
+
+    /// How long [`connect`](Self::connect) waits for the service to exist
+    /// and a server to serve it.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Creates the named service (exclusive) and serves it; removed when
+    /// the server drops unless [`Server::keep`] is called.
+    pub fn create_server(&self, name: impl AsRef<OsStr>) -> Result<Server> {
+        let name = Name::new(name)?;
+        if self.clients == 0 || self.clients > MAX_CLIENTS {
+            return Err(Error::new(
+                "create service",
+                &name,
+                Cause::OverLimit {
+                    requested: u64::from(self.clients),
+                    limit: u64::from(MAX_CLIENTS),
+                    limit_name: "the most clients a service has (at least 1)",
+                },
+            ));
+        }
+        let cap = ChannelOptions::new().capacity(self.capacity).ring_capacity(&name)?;
+        Server::attach(
+            Group::create(&name, Kind::Service, self.clients * 2, cap, self.mode)?,
+            self.spin,
+        )
+    }
+
+    /// Serves an existing service ([`Cause::InUse`] while another server is alive).
+    pub fn open_server(&self, name: impl AsRef<OsStr>) -> Result<Server> {
+        let name = Name::new(name)?;
+        Server::attach(open(&name, Duration::ZERO)?, self.spin)
+    }
+
+    /// Connects to the named service as a client, waiting up to the
+    /// [timeout](Self::timeout) for it to exist and be served.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::TimedOut`] naming what was missing; [`Cause::LimitReached`]
+    /// when every client slot is taken.
+    pub fn connect(&self, name: impl AsRef<OsStr>) -> Result<Client> {
+        let name = Name::new(name)?;
+        let deadline = Instant::now() + self.timeout;
+        // The server may not have made it yet.
+        let group = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let found = match Group::open(&name, false, false, left) {
+                Ok(Some(group)) if group.kind == Kind::Service => break group,
+                Ok(Some(_)) => {
+                    return Err(Error::new(
+                        "open service",
+                        &name,
+                        Cause::Invalid("not an ipcraft service"),
+                    ))
+                }
+                Ok(None) => Err(Error::new(
+                    "open service",
+                    &name,
+                    Cause::Invalid("not an ipcraft service"),
+                )),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(e),
+                Err(e) => return Err(e),
+            };
+            if Instant::now() >= deadline {
+                return found.map_err(|e| e.relabel("connect to service", &name));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let (lane, tx) = group.attach_sender(0, 2, self.spin)?;
+        let rx = group.receiver(lane + 1, self.spin)?;
+        let client = Client {
+            group,
+            slot: lane / 2,
+            tx,
+            rx,
+            pid: std::process::id(),
+            next: 0,
+            buf: Vec::new(),
+        };
+        // Wait for a server (the response lane's sender).
+        while !client.rx.sender_view()?.alive {
+            if Instant::now() >= deadline {
+                return Err(client.err("find a server for service", Cause::TimedOut));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(client)
+    }
+}
+
+fn open(name: &Name, timeout: Duration) -> Result<Group> {
+    match Group::open(name, false, false, timeout)? {
+        Some(group) if group.kind == Kind::Service => Ok(group),
+        _ => Err(Error::new(
+            "open service",
+            name,
+            Cause::Invalid("not an ipcraft service"),
+        )),
+    }
+}
+
+/// Removes the named service, after checking it is one.
+pub fn remove(name: impl AsRef<OsStr>) -> Result<()> {
+    let name = Name::new(name)?;
+    match Group::open(&name, true, false, Duration::ZERO)? {
+        Some(group) if group.kind == Kind::Service => {}
+        _ => {
+            return Err(Error::new(
+                "remove service",
+                &name,
+                Cause::Invalid("not an ipcraft service"),
+            ))
+        }
+    }
+    crate::shm::remove(&name).map_err(|e| e.relabel("remove service", &name))
+}
+
+/// A request taken by [`Server::recv`], to answer with [`Server::reply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The client slot it came through.
+    pub client: usize,
+    id: u64,
+}
+
+/// The serving end of a service.
+pub struct Server {
+    requests: MultiReceiver,
+    responses: Vec<Sender>,
+    buf: Vec<u8>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("clients", &self.responses.len())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Creates the named service with the default options and serves it.
+    pub fn create(name: impl AsRef<OsStr>) -> Result<Self> {
+        ServiceOptions::new().create_server(name)
+    }
+
+    /// Serves an existing service.
+    pub fn open(name: impl AsRef<OsStr>) -> Result<Self> {
+        ServiceOptions::new().open_server(name)
+    }
+
+    fn attach(group: Group, spin: Duration) -> Result<Self> {
+        // The response lanes first: their sender locks say "a server is
+        // here" to clients, and a second server fails on the first one.
+        let mut responses = Vec::with_capacity((group.lanes / 2) as usize);
+        for k in (1..group.lanes).step_by(2) {
+            let tx = group.sender(k, spin).map_err(|e| match e.cause() {
+                Cause::InUse { pid, .. } => Error::new(
+                    "serve",
+                    &group.label,
+                    Cause::InUse {
+                        side: "server",
+                        pid: *pid,
+                    },
+                ),
+                _ => e,
+            })?;
+            responses.push(tx);
+        }
+        let capacity = group.capacity as usize;
+        Ok(Self {
+            requests: MultiReceiver::attach_lanes(group, 2, true, spin)?,
+            responses,
+            buf: vec![0; capacity],
+        })
+    }
+
+    /// Leaves a service this server created in `/dev/shm` when it drops.
+    pub fn keep(&mut self) {
+        self.requests.keep();
+    }
+
+    /// The largest request or response payload.
+    pub fn max_message_len(&self) -> usize {
+        self.responses[0].max_message_len() - ID
+    }
+
+    /// Waits for the next request (one per client in turn) and puts its
+    /// payload in `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::PeerDied`] for a client that died mid-request (serving
+    /// goes on at the next call), [`Cause::Corrupted`].
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Request> {
+        loop {
+            let Some((client, len)) = self.requests.recv_from(&mut self.buf)? else {
+                continue;
+            };
+            if len < ID {
+                // Not from an ipcraft client: nothing to answer.
+                continue;
+            }
+            let id = u64::from_le_bytes(self.buf[..ID].try_into().expect("8 bytes"));
+            buf.clear();
+            buf.extend_from_slice(&self.buf[ID..len]);
+            return Ok(Request { client, id });
+        }
+    }
+
+    /// Sends `response` to the client that made `request`.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::TooLarge`]; [`Cause::PeerDied`] or [`Cause::Closed`] when
+    /// that client has gone (the response is dropped).
+    pub fn reply(&mut self, request: &Request, response: &[u8]) -> Result<()> {
+        let tx = &mut self.responses[request.client];
+        let mut slot = tx.reserve(ID + response.len())?;
+        slot.write_at(0, &request.id.to_le_bytes())?;
+        slot.write_at(ID, response)?;
+        slot.commit();
+        Ok(())
+    }
+
+    /// Serves forever: `handler` gets each request and fills the response.
+    /// A client that dies or leaves is skipped; other errors end the loop.
+    pub fn serve(&mut self, mut handler: impl FnMut(&[u8], &mut Vec<u8>)) -> Result<()> {
+        let (mut request, mut response) = (Vec::new(), Vec::new());
+        loop {
+            let req = match self.recv(&mut request) {
+                Ok(req) => req,
+                Err(e) if client_gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            response.clear();
+            handler(&request, &mut response);
+            match self.reply(&req, &response) {
+                Err(e) if !client_gone(&e) => return Err(e),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether an error only says that one client went away.
+pub fn client_gone(e: &Error) -> bool {
+    matches!(
+        e.cause(),
+        Cause::PeerDied { .. } | Cause::Closed { .. } | Cause::Aborted
+    )
+}
+
+/// A client of a service.
+pub struct Client {
+    group: Group,
+    slot: u32,
+    tx: Sender,
+    rx: Receiver,
+    pid: u32,
+    next: u32,
+    buf: Vec<u8>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &self.group.label)
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to the named service with the default options.
+    pub fn connect(name: impl AsRef<OsStr>) -> Result<Self> {
+        ServiceOptions::new().connect(name)
+    }
+
+    fn err(&self, op: &'static str, cause: Cause) -> Error {
+        Error::new(op, &self.group.label, cause)
+    }
+
+    /// The largest request payload.
+    pub fn max_message_len(&self) -> usize {
+        self.tx.max_message_len() - ID
+    }
+
+    fn id(&self) -> u64 {
+        (u64::from(self.pid) << 32) | u64::from(self.next)
+    }
+
+    /// Sends a request (without waiting for its response).
+    pub fn send_request(&mut self, request: &[u8]) -> Result<()> {
+        self.next = self.next.wrapping_add(1);
+        let id = self.id();
+        if request.len() > self.max_message_len() {
+            return Err(self.err(
+                "call service",
+                Cause::TooLarge {
+                    len: request.len(),
+                    limit: self.max_message_len(),
+                    limit_name: "the service's largest request",
+                },
+            ));
+        }
+        let mut slot = self.tx.reserve(ID + request.len())?;
+        slot.write_at(0, &id.to_le_bytes())?;
+        slot.write_at(ID, request)?;
+        slot.commit();
+        Ok(())
+    }
+
+    /// Waits for the response to the last request and puts it in
+    /// `response`. Responses meant for an earlier client of this slot are
+    /// skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`Cause::PeerDied`] when the server died, [`Cause::Closed`] when it
+    /// stopped serving, [`Cause::TimedOut`] (with
+    /// [`recv_response_timeout`](Self::recv_response_timeout)).
+    pub fn recv_response(&mut self, response: &mut Vec<u8>) -> Result<()> {
+        self.recv_response_until(response, None)
+    }
+
+    /// [`recv_response`](Self::recv_response), waiting at most `timeout`.
+    pub fn recv_response_timeout(&mut self, response: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        self.recv_response_until(response, crate::sys::deadline(Some(timeout)))
+    }
+
+    fn recv_response_until(&mut self, response: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
+        let want = self.id();
+        if self.buf.len() < self.rx.capacity() as usize {
+            self.buf.resize(self.rx.capacity() as usize, 0);
+        }
+        loop {
+            let got = match deadline {
+                None => self.rx.recv(&mut self.buf),
+                Some(d) => self
+                    .rx
+                    .recv_timeout(&mut self.buf, d.saturating_duration_since(Instant::now())),
+            };
+            match got {
+                Ok(Some(len)) if len >= ID && self.buf[..ID] == want.to_le_bytes() => {
+                    response.clear();
+                    response.extend_from_slice(&self.buf[ID..len]);
+                    return Ok(());
+                }
+                // Meant for an earlier client of this slot.
+                Ok(Some(_)) => {}
+                // The end of an earlier server's stream: a server serving
+                // now writes after it.
+                Ok(None) if self.rx.sender_view()?.alive => self.rx.next_stream(),
+                Ok(None) => return Err(self.err("call service", Cause::Closed { side: "server" })),
+                Err(e) => {
+                    return Err(match e.cause() {
+                        Cause::PeerDied { pid, .. } => self.err(
+                            "call service",
+                            Cause::PeerDied {
+                                side: "server",
+                                pid: *pid,
+                            },
+                        ),
+                        _ => e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Sends `request` and waits for its response.
+    pub fn call(&mut self, request: &[u8], response: &mut Vec<u8>) -> Result<()> {
+        self.send_request(request)?;
+        self.recv_response(response)
+    }
+
+    /// [`call`](Self::call), waiting at most `timeout` for the response.
+    pub fn call_timeout(&mut self, request: &[u8], response: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        self.send_request(request)?;
+        self.recv_response_timeout(response, timeout)
+    }
+
+    /// Sends a plain-old-data request and returns the plain-old-data response.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call); [`Cause::Corrupted`] if the response is
+    /// not exactly `size_of::<R>()` bytes.
+    pub fn call_pod<Q: bytemuck::Pod, R: bytemuck::Pod>(&mut self, request: &Q) -> Result<R> {
+        let mut response = Vec::new();
+        self.call(bytemuck::bytes_of(request), &mut response)?;
+        bytemuck::try_pod_read_unaligned(&response).map_err(|_| {
+            self.err(
+                "call service",
+                Cause::Corrupted(format!(
+                    "response is {} bytes; a {} is {}",
+                    response.len(),
+                    std::any::type_name::<R>(),
+                    std::mem::size_of::<R>()
+                )),
+            )
+        })
+    }
+}
