@@ -13,15 +13,17 @@ use ipcraft::fifo::Fifo;
 use ipcraft::mmap::Mmap;
 use ipcraft::mq::{MessageQueue, MqOptions as MqOpen};
 use ipcraft::pipe::{PipeReader, PipeWriter};
+use ipcraft::service::{Client, Request, Server, ServiceOptions};
 use ipcraft::shm::ShmOptions;
 use ipcraft::tokio::{AsyncReceiver, AsyncSender};
+use ipcraft::topic::{Publisher, Subscriber, TopicOptions};
 
 use super::measure::Link;
 
 /// Every transport, in table order; the comparators (`iceoryx2`,
 /// `ipc-channel`) only with their cargo features.
 pub fn all() -> Vec<&'static str> {
-    const EVERY: [&str; 13] = [
+    const EVERY: [&str; 16] = [
         "pipe",
         "fifo",
         "uds",
@@ -32,6 +34,9 @@ pub fn all() -> Vec<&'static str> {
         "chan-memfd",
         "chan-sleep",
         "chan-async",
+        "topic",
+        "topic-2sub",
+        "service",
         "tcp",
         "iceoryx2",
         "ipc-channel",
@@ -68,6 +73,11 @@ pub enum Prepared {
     },
     /// Named channels; `zero_copy`: messages written and read in place.
     NamedChans(ChanNames, bool),
+    /// Two topics (one per direction), each read by `subscribers`
+    /// subscribers in the receiving process.
+    Topics(TopicNames, usize),
+    /// A service: the parent calls, the child serves.
+    Service(ServiceName),
     #[cfg(feature = "ipc-channel")]
     IpcChannel {
         a: (ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
@@ -112,6 +122,27 @@ pub enum AnyLink {
     },
     #[cfg(feature = "ipc-channel")]
     IpcChannel(ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
+    /// A publisher, the subscribers of the other direction's topic (each
+    /// message is taken by every one and must be the same), and (in the
+    /// parent) the names to remove after.
+    Topic {
+        publisher: Publisher,
+        subscribers: Vec<Subscriber>,
+        scratch: Vec<u8>,
+        _cleanup: Option<TopicNames>,
+    },
+    /// The calling side of a service.
+    ServiceClient {
+        client: Client,
+        response: Vec<u8>,
+        _cleanup: ServiceName,
+    },
+    /// The serving side: the request being answered.
+    ServiceServer {
+        server: Server,
+        request: Option<Request>,
+        scratch: Vec<u8>,
+    },
     /// Async ends driven by this side's current-thread runtime: every
     /// message is one `block_on`, and a waiting side sleeps in the
     /// runtime's epoll, woken by the channel's doorbell.
@@ -192,6 +223,23 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
                 ipcraft::channel::create(name, capacity).map_err(|e| fail(&e))?;
             }
             Prepared::NamedChans(names, transport == "chan-zc")
+        }
+        "topic" | "topic-2sub" => {
+            let capacity = ((size as u64 + 72) * 4).max(ipcraft::topic::DEFAULT_CAPACITY);
+            let names = TopicNames([format!("/ipcraft-bench-{tag}-tab"), format!("/ipcraft-bench-{tag}-tba")]);
+            for name in &names.0 {
+                TopicOptions::new()
+                    .capacity(capacity)
+                    .subscribers(2)
+                    .create(name)
+                    .map_err(|e| fail(&e))?;
+            }
+            Prepared::Topics(names, if transport == "topic" { 1 } else { 2 })
+        }
+        "service" => {
+            // The child creates and serves it; the parent connects (waiting
+            // for it) and removes the name at the end.
+            Prepared::Service(ServiceName(format!("/ipcraft-bench-{tag}-svc"), size))
         }
         #[cfg(feature = "ipc-channel")]
         "ipc-channel" => {
@@ -311,6 +359,62 @@ impl Prepared {
                 let (tx, rx) = if first { a } else { b };
                 AnyLink::IpcChannel(tx, rx)
             }
+            Prepared::Topics(names, k) => {
+                let [ab, ba] = &names.0;
+                let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
+                let publisher = TopicOptions::new().open_publisher(out).map_err(err)?;
+                let subscribers = (0..k)
+                    .map(|_| TopicOptions::new().open_subscriber(inp).map_err(err))
+                    .collect::<io::Result<Vec<_>>>()?;
+                // A message published before the peer subscribed would be
+                // missed: wait until it has.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while publisher.subscribers().map_err(err)? < k {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(io::Error::other("the peer's subscribers never came"));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let names = if first {
+                    Some(names)
+                } else {
+                    std::mem::forget(names);
+                    None
+                };
+                AnyLink::Topic {
+                    publisher,
+                    subscribers,
+                    scratch: Vec::new(),
+                    _cleanup: names,
+                }
+            }
+            Prepared::Service(name) => {
+                let capacity = ((name.1 as u64 + 72) * 4).max(ipcraft::service::DEFAULT_CAPACITY);
+                if first {
+                    let client = ServiceOptions::new()
+                        .timeout(Duration::from_secs(10))
+                        .connect(&name.0)
+                        .map_err(err)?;
+                    AnyLink::ServiceClient {
+                        client,
+                        response: Vec::new(),
+                        _cleanup: name,
+                    }
+                } else {
+                    let mut server = ServiceOptions::new()
+                        .clients(1)
+                        .capacity(capacity)
+                        .create_server(&name.0)
+                        .map_err(err)?;
+                    server.keep();
+                    std::mem::forget(name);
+                    AnyLink::ServiceServer {
+                        server,
+                        request: None,
+                        scratch: Vec::new(),
+                    }
+                }
+            }
             #[cfg(feature = "iceoryx2")]
             Prepared::Iceoryx2 { ab, ba, size, config } => {
                 let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
@@ -343,6 +447,26 @@ impl Drop for ChanNames {
             // Already gone is fine; nothing else to do in drop.
             let _ = ipcraft::channel::remove(name);
         }
+    }
+}
+
+/// Topic names that are removed when dropped.
+pub struct TopicNames([String; 2]);
+
+impl Drop for TopicNames {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = ipcraft::topic::remove(name);
+        }
+    }
+}
+
+/// A service name (and message size) removed when dropped.
+pub struct ServiceName(String, usize);
+
+impl Drop for ServiceName {
+    fn drop(&mut self) {
+        let _ = ipcraft::service::remove(&self.0);
     }
 }
 
@@ -395,6 +519,19 @@ impl AnyLink {
     }
 }
 
+/// Copies a received message that must be exactly `buf.len()` bytes.
+fn copy_whole(got: &[u8], buf: &mut [u8]) -> io::Result<()> {
+    if got.len() != buf.len() {
+        return Err(io::Error::other(format!(
+            "message of {} bytes, expected {}",
+            got.len(),
+            buf.len()
+        )));
+    }
+    buf.copy_from_slice(got);
+    Ok(())
+}
+
 /// A channel receive that must fill `want` bytes exactly.
 fn whole(got: ipcraft::Result<Option<usize>>, want: usize) -> io::Result<()> {
     match got.map_err(err)? {
@@ -426,6 +563,14 @@ impl Link for AnyLink {
             }
             AnyLink::Chan { tx, .. } => tx.send(buf).map_err(err),
             AnyLink::ChanAsync { rt, tx, .. } => rt.block_on(tx.send(buf)).map_err(err),
+            AnyLink::Topic { publisher, .. } => publisher.send(buf).map_err(err),
+            AnyLink::ServiceClient { client, .. } => client.send_request(buf).map_err(err),
+            AnyLink::ServiceServer { server, request, .. } => {
+                let req = request
+                    .take()
+                    .ok_or_else(|| io::Error::other("a service answers only requests"))?;
+                server.reply(&req, buf).map_err(err)
+            }
             #[cfg(feature = "ipc-channel")]
             AnyLink::IpcChannel(tx, _) => tx.send(buf),
             #[cfg(feature = "iceoryx2")]
@@ -503,6 +648,33 @@ impl Link for AnyLink {
             AnyLink::Iceoryx2(link) => link.recv(buf),
             AnyLink::Chan { rx, .. } => whole(rx.recv(buf), buf.len()),
             AnyLink::ChanAsync { rt, rx, .. } => whole(rt.block_on(rx.recv(buf)), buf.len()),
+            AnyLink::Topic {
+                subscribers, scratch, ..
+            } => {
+                let (first, rest) = subscribers.split_first_mut().expect("at least one subscriber");
+                whole(first.recv(buf), buf.len())?;
+                // Every other subscriber gets the same message.
+                scratch.resize(buf.len(), 0);
+                for sub in rest {
+                    whole(sub.recv(scratch), buf.len())?;
+                    if scratch[..] != buf[..] {
+                        return Err(io::Error::other("subscribers got different messages"));
+                    }
+                }
+                Ok(())
+            }
+            AnyLink::ServiceClient { client, response, .. } => {
+                client.recv_response(response).map_err(err)?;
+                copy_whole(response, buf)
+            }
+            AnyLink::ServiceServer {
+                server,
+                request,
+                scratch,
+            } => {
+                *request = Some(server.recv(scratch).map_err(err)?);
+                copy_whole(scratch, buf)
+            }
             #[cfg(feature = "ipc-channel")]
             AnyLink::IpcChannel(_, rx) => {
                 let got = rx.recv().map_err(|e| io::Error::other(format!("ipc-channel: {e:?}")))?;

@@ -478,7 +478,7 @@ impl MultiReceiver {
 
     fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<(usize, usize)>> {
         let started = Instant::now();
-        let mut naps = 0u32;
+        let (mut spins, mut spinning) = (0u32, !self.spin.is_zero());
         loop {
             if let Some(found) = self.poll_lanes(buf)? {
                 return Ok(Some(found));
@@ -496,19 +496,24 @@ impl MultiReceiver {
             if let Wait::No = wait {
                 return Err(Error::new(RECV_OP, &self.group.label, Cause::Empty));
             }
+            // Spinning: read the clock (costly in some VMs) only now and then.
+            spins = spins.wrapping_add(1);
+            if spinning && spins % 64 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
             let now = Instant::now();
             let left = wait.deadline().map(|d| d.saturating_duration_since(now));
             if left.is_some_and(|l| l.is_zero()) {
                 return Err(Error::new(RECV_OP, &self.group.label, Cause::TimedOut));
             }
-            if now.duration_since(started) < self.spin {
-                std::hint::spin_loop();
-                if naps % 64 == 63 {
+            if spinning && now.duration_since(started) < self.spin {
+                if spins % 4096 == 0 {
                     std::thread::yield_now();
                 }
-                naps = naps.wrapping_add(1);
                 continue;
             }
+            spinning = false;
             // Arm every lane's doorbell flag, then look once more: a sender
             // that published before it saw the flag is seen here.
             let mut ready = false;

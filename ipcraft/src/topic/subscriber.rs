@@ -255,9 +255,18 @@ impl Subscriber {
         let ring = self.t.ring;
         let mut waiter = Waiter::new(self.spin, wait.deadline());
         loop {
+            // A tight poll first, as in the channel's receiver: a message
+            // on its way is seen a few cycles after it lands, without
+            // touching the publisher's lines.
+            if !matches!(wait, Wait::No) && !waiter.is_sleeping() {
+                let mut polls = 0;
+                while polls < 256 && !ring.is_published(self.head) {
+                    std::hint::spin_loop();
+                    polls += 1;
+                }
+            }
             self.t.check_intact(OP)?;
             let h = self.t.header();
-            let observed = low_half(&h.tail.0).load(Ordering::SeqCst);
             let oldest = h.oldest.0.load(Ordering::Acquire);
             if before(self.head, oldest) {
                 // Overtaken (overwrite policy): continue from the oldest
@@ -296,6 +305,10 @@ impl Subscriber {
             if let Wait::No = wait {
                 return Err(self.err(Cause::Empty));
             }
+            // The futex value: read after the look above, before the look
+            // `pause` takes with the flag up (a frame published in between
+            // changed it, so the sleep returns at once).
+            let observed = low_half(&h.tail.0).load(Ordering::SeqCst);
             let head = self.head;
             let ready = || ring.is_published(head) || before(head, h.oldest.0.load(Ordering::SeqCst));
             let peer_light = h.publisher.0.light.load(Ordering::Acquire) != 0;
