@@ -186,7 +186,16 @@ impl ServiceOptions {
             std::thread::sleep(Duration::from_millis(5));
         };
         let (lane, tx) = group.attach_sender(0, 2, self.spin)?;
-        let rx = group.receiver(lane + 1, self.spin)?;
+        // The previous holder of the slot may be letting go of its response
+        // lane this very moment.
+        let rx = loop {
+            match group.receiver(lane + 1, self.spin) {
+                Err(e) if matches!(e.cause(), Cause::InUse { .. }) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => break other?,
+            }
+        };
         let client = Client {
             group,
             slot: lane / 2,
@@ -196,8 +205,22 @@ impl ServiceOptions {
             next: 0,
             buf: Vec::new(),
         };
-        // Wait for a server (the response lane's sender).
-        while !client.rx.sender_view()?.alive {
+        // Wait for a server (the response lane's sender) — unless the last
+        // one died: then say so at once.
+        loop {
+            let server = client.rx.sender_view()?;
+            if server.alive {
+                break;
+            }
+            if server.state == crate::channel::layout::ATTACHED {
+                return Err(client.err(
+                    "call service",
+                    Cause::PeerDied {
+                        side: "server",
+                        pid: server.pid,
+                    },
+                ));
+            }
             if Instant::now() >= deadline {
                 return Err(client.err("find a server for service", Cause::TimedOut));
             }
@@ -374,8 +397,11 @@ pub fn client_gone(e: &Error) -> bool {
 pub struct Client {
     group: Group,
     slot: u32,
-    tx: Sender,
+    // The response lane is let go before the request lane (fields drop in
+    // order): a client that takes this slot next takes the request lane
+    // first, and must find the response lane free.
     rx: Receiver,
+    tx: Sender,
     pid: u32,
     next: u32,
     buf: Vec<u8>,
