@@ -152,8 +152,7 @@ pub fn run(args: Args) -> Result<Outcome, BenchError> {
     let mut cases: Vec<(String, Pattern, u64)> = Vec::new();
     for t in &transports {
         for p in [Pattern::PingPong, Pattern::Stream] {
-            // A service answers requests: a round trip, never a stream.
-            if t == "service" && matches!(p, Pattern::Stream) {
+            if !transports::streams(t) && matches!(p, Pattern::Stream) {
                 continue;
             }
             for &s in &sizes {

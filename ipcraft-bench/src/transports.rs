@@ -49,6 +49,12 @@ pub fn all() -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether `transport` can stream (one side sending without being asked):
+/// a service only answers requests, so it has round trips only.
+pub fn streams(transport: &str) -> bool {
+    transport != "service"
+}
+
 /// A transport set up for one message size, before `fork`.
 // One value per measurement, never in a collection: size does not matter.
 #[allow(clippy::large_enum_variant)]

@@ -19,14 +19,15 @@ fn content(size: usize, seq: u64) -> Vec<u8> {
     pattern(size, seq.wrapping_mul(65_537) ^ size as u64)
 }
 
-/// Side B: echoes `COUNT` messages, then streams `COUNT` of its own.
-fn side_b(link: &mut impl Link, size: usize) -> Result<(), String> {
+/// Side B: echoes `COUNT` messages, then (if the transport streams)
+/// streams `COUNT` of its own.
+fn side_b(link: &mut impl Link, size: usize, streams: bool) -> Result<(), String> {
     let mut buf = vec![0u8; size];
     for _ in 0..COUNT {
         link.recv(&mut buf).map_err(|e| format!("B recv: {e}"))?;
         link.send(&buf).map_err(|e| format!("B echo: {e}"))?;
     }
-    for seq in 0..COUNT {
+    for seq in 0..if streams { COUNT } else { 0 } {
         link.send(&content(size, 1000 + seq))
             .map_err(|e| format!("B send: {e}"))?;
     }
@@ -34,7 +35,7 @@ fn side_b(link: &mut impl Link, size: usize) -> Result<(), String> {
 }
 
 /// Side A: sends `COUNT` messages and checks each echo, then checks B's stream.
-fn side_a(link: &mut impl Link, size: usize) -> Result<(), String> {
+fn side_a(link: &mut impl Link, size: usize, streams: bool) -> Result<(), String> {
     let mut buf = vec![0u8; size];
     for seq in 0..COUNT {
         let msg = content(size, seq);
@@ -44,7 +45,7 @@ fn side_a(link: &mut impl Link, size: usize) -> Result<(), String> {
             return Err(format!("echo {seq} of {size} B came back different"));
         }
     }
-    for seq in 0..COUNT {
+    for seq in 0..if streams { COUNT } else { 0 } {
         link.recv(&mut buf).map_err(|e| format!("A recv stream: {e}"))?;
         if buf != content(size, 1000 + seq) {
             return Err(format!(
@@ -83,7 +84,7 @@ fn role_conformance(args: Vec<String>) {
         match unsafe { process::fork() }.unwrap() {
             Fork::Child => {
                 let code = match prepared.into_link(false).map_err(|e| e.to_string()) {
-                    Ok(mut link) => match side_b(&mut link, size) {
+                    Ok(mut link) => match side_b(&mut link, size, transports::streams(transport)) {
                         Ok(()) => 0,
                         Err(why) => {
                             eprintln!("{transport} {size} B: {why}");
@@ -101,7 +102,7 @@ fn role_conformance(args: Vec<String>) {
                 let outcome = prepared
                     .into_link(true)
                     .map_err(|e| e.to_string())
-                    .and_then(|mut link| side_a(&mut link, size));
+                    .and_then(|mut link| side_a(&mut link, size, transports::streams(transport)));
                 let status = process::wait_pid_timeout(pid, ipcraft_testkit::TIMEOUT)
                     .unwrap()
                     .expect("side B finished");
