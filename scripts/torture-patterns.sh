@@ -7,7 +7,9 @@
 #           subscriber (both finish, exit 0, the other's output is exact);
 #           a killed publisher makes both subscribers end within a second,
 #           non-zero unless they got everything, with an exact prefix.
-#   many    two `chan send` into one `chan recv` (--senders 2); one sender
+#   many    two `chan send --timeout 0.8` (a receiver killed before it
+#           attached is waited for that long) into one `chan recv`
+#           (--senders 2); one sender
 #           or the receiver is killed. A killed sender: the other's lines
 #           all arrive, the victim's are a prefix of its input, the
 #           receiver exits 1 within a second of the end. A killed
@@ -17,7 +19,9 @@
 #           response is the client's own request); a killed server makes
 #           every waiting client fail within a second.
 # Every survivor must end within a second of the kill (or of the end of
-# its input), never by a signal.
+# its input), never by a signal. A peer killed before it attached is
+# indistinguishable from one that has not come yet: waits for a peer are
+# bounded with --timeout 0.8, as in torture-channel.sh.
 #
 # usage: scripts/torture-patterns.sh [RUNS_PER_CASE] [PATH/TO/ipcraft]
 #        (defaults: 1000, target/release/ipcraft; CI runs a short version)
@@ -74,8 +78,8 @@ for case in topic many service; do
         case $case in
         topic)
             "$bin" topic create "$name" --capacity 4K --subscribers 2 || exit 1
-            "$bin" topic sub "$name" > "$work/s1" 2> /dev/null & s1=$!
-            "$bin" topic sub "$name" > "$work/s2" 2> /dev/null & s2=$!
+            "$bin" topic sub "$name" --timeout 0.8 > "$work/s1" 2> /dev/null & s1=$!
+            "$bin" topic sub "$name" --timeout 0.8 > "$work/s2" 2> /dev/null & s2=$!
             # Both subscribed before the stream starts (block policy: then
             # nothing may be lost).
             until [ "$("$bin" topic stat "$name" | grep -c alive)" -ge 2 ]; do sleep 0.002; done
@@ -104,8 +108,8 @@ for case in topic many service; do
             "$bin" chan create "$name" --senders 2 --capacity 4K || exit 1
             sed 's/^/a /' "$work/in" > "$work/ina"
             sed 's/^/b /' "$work/in" > "$work/inb"
-            "$bin" chan send "$name" < "$work/ina" 2> /dev/null & a=$!
-            "$bin" chan send "$name" < "$work/inb" 2> "$work/err-b" & b=$!
+            "$bin" chan send "$name" --timeout 0.8 < "$work/ina" 2> /dev/null & a=$!
+            "$bin" chan send "$name" --timeout 0.8 < "$work/inb" 2> "$work/err-b" & b=$!
             # Both attached before the receiver comes: it ends once every
             # sender that attached has closed.
             until [ "$("$bin" chan stat "$name" | grep -c 'sender=alive')" -ge 2 ]; do sleep 0.002; done
