@@ -143,7 +143,7 @@ for case in topic many service; do
             pids=()
             for c in 1 2 3; do
                 ( for k in $(seq 1 50); do
-                      got=$("$bin" service call "$name" "client $c call $k" 2>> "$work/err-client$c") || { echo "client $c: $(tail -1 "$work/err-client$c")" >&2; exit 1; }
+                      got=$("$bin" service call "$name" "client $c call $k" --timeout 0.8 2>> "$work/err-client$c") || { echo "client $c: $(tail -1 "$work/err-client$c")" >&2; exit 1; }
                       [ "$got" = "client $c call $k" ] || { echo "client $c got '$got'" >&2; exit 3; }
                   done ) & pids+=($!)
             done

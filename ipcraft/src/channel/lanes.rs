@@ -465,11 +465,13 @@ impl MultiReceiver {
         Ok(None)
     }
 
-    /// Whether some lane has a live sender whose stream is still open.
+    /// Whether some lane has a sender whose stream is still open: alive,
+    /// or dead but not reported yet (it may have died since
+    /// `check_senders` looked; it is reported on the next round).
     fn any_open(&mut self) -> Result<bool> {
-        for rx in &self.lanes {
+        for (rx, watch) in self.lanes.iter().zip(&self.watch) {
             let v = rx.sender_view()?;
-            if v.alive && v.state == ATTACHED {
+            if v.state == ATTACHED && (v.alive || (v.attaches != 0 && watch.reported != Some(v.attaches))) {
                 return Ok(true);
             }
         }
