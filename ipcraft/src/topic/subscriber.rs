@@ -154,7 +154,15 @@ impl Subscriber {
         let (mut current, mut previous) = ((oldest, None), (oldest, None));
         let (mut next, mut ended) = (None, false);
         while before(pos, tail) {
-            let step = match ring.peek(pos).map_err(|c| self.t.corrupted("attach to topic", c.0))? {
+            let peeked = match ring.peek(pos) {
+                Ok(peeked) => peeked,
+                // Being written over (overwrite policy): what is held ends
+                // here as far as this look goes; the join then checks
+                // `oldest` again.
+                Err(_) if before(pos, self.t.header().oldest.0.load(Ordering::Acquire)) => break,
+                Err(c) => return Err(self.t.corrupted("attach to topic", c.0)),
+            };
+            let step = match peeked {
                 Peek::Empty(_) => break,
                 Peek::Pad(skip) => skip,
                 Peek::Frame { at, len } => {
@@ -276,7 +284,14 @@ impl Subscriber {
                 self.advance(skip);
                 continue;
             }
-            match ring.peek(self.head).map_err(|c| self.t.corrupted(OP, c.0))? {
+            let peeked = match ring.peek(self.head) {
+                Ok(peeked) => peeked,
+                // Read while the publisher was writing over it (overwrite
+                // policy): the next look continues from `oldest`.
+                Err(_) if self.overtaken() => continue,
+                Err(c) => return Err(self.t.corrupted(OP, c.0)),
+            };
+            match peeked {
                 Peek::Frame { at, len } if len >= SEQ => return Ok(Some((at, len))),
                 Peek::Frame { len, .. } => {
                     return Err(self
