@@ -389,9 +389,21 @@ impl MultiReceiver {
     /// One pass over the lanes from `next`: the first message found, the
     /// first error, or `Ok(None)` when no lane has anything.
     fn poll_lanes(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
+        self.poll(buf, false)
+    }
+
+    /// [`poll_lanes`](Self::poll_lanes); `thorough`: also the lanes with
+    /// nothing published (so a shrunk object or a corrupted position is
+    /// found even while nothing arrives).
+    fn poll(&mut self, buf: &mut [u8], thorough: bool) -> Result<Option<(usize, usize)>> {
         let n = self.lanes.len();
         for i in 0..n {
             let k = (self.next + i) % n;
+            // Nothing published at its position: nothing to take (and no
+            // error value to build) — the common case while polling.
+            if !thorough && !self.lanes[k].published() {
+                continue;
+            }
             match self.lanes[k].try_recv(buf) {
                 Ok(Some(len)) => {
                     self.next = (k + 1) % n;
@@ -538,6 +550,9 @@ impl MultiReceiver {
                     rx.flag().store(0, Ordering::Release);
                 }
                 if !rung {
+                    if let Some(found) = self.poll(buf, true)? {
+                        return Ok(Some(found));
+                    }
                     if let Some(found) = self.check_senders(buf)? {
                         return Ok(Some(found));
                     }

@@ -326,6 +326,13 @@ impl Receiver {
         })
     }
 
+    /// Whether something (a frame, padding or an end marker) is published
+    /// at this receiver's position, or it has not attached yet.
+    #[inline]
+    pub(crate) fn published(&self) -> bool {
+        !self.att.is_attached() || self.mapped.ring.is_published(self.head)
+    }
+
     /// After the end of a stream (or a sender's death, reported): wait for
     /// the next sender, whose stream follows in the ring.
     pub(crate) fn next_stream(&mut self) {
