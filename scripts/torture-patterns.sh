@@ -24,7 +24,8 @@
 # bounded with --timeout 0.8, as in torture-channel.sh.
 #
 # usage: scripts/torture-patterns.sh [RUNS_PER_CASE] [PATH/TO/ipcraft]
-#        (defaults: 1000, target/release/ipcraft; CI runs a short version)
+#        (defaults: 1000, target/release/ipcraft; CI runs a short version;
+#        CASES="topic many" runs only those)
 set -u
 cd "$(dirname "$0")/.."
 runs=${1:-1000}
@@ -67,7 +68,7 @@ status() {
 
 is_prefix() { cmp -s "$1" <(head -c "$(stat -c %s "$1")" "$2"); }
 
-for case in topic many service; do
+for case in ${CASES:-topic many service}; do
     for i in $(seq 1 "$runs"); do
         total=$((total + 1))
         name="/ipcraft-torture-$$-$case-$i"
