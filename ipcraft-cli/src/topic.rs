@@ -109,7 +109,7 @@ pub fn run(args: Args) -> CmdResult {
                     .try_for_each(|part| publisher.send_timeout(part, wait))
             });
             match result {
-                Ok(()) => Ok(publisher.close()?),
+                Ok(()) => Ok(publisher.close_timeout(wait)?),
                 Err(e) => {
                     let _ = publisher.abort();
                     Err(e.into())

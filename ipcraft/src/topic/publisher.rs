@@ -454,6 +454,12 @@ impl Publisher {
         self.end_stream(ring::CLOSE, Wait::Forever)
     }
 
+    /// [`close`](Self::close), waiting at most `timeout` for room for the
+    /// end marker (block policy, a subscriber that does not read).
+    pub fn close_timeout(mut self, timeout: Duration) -> Result<()> {
+        self.end_stream(ring::CLOSE, Wait::timeout(timeout))
+    }
+
     /// Abandons the stream: subscribers get [`Cause::Aborted`] after what
     /// was published.
     pub fn abort(mut self) -> Result<()> {
