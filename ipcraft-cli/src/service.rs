@@ -39,8 +39,8 @@ enum Command {
     },
     /// Sends MESSAGE (stdin when absent) and prints the response and a
     /// newline. Waits up to --timeout (default 5 s) for a server to serve
-    /// NAME; then for the response as long as the server lives (or up to
-    /// --timeout when given).
+    /// NAME (fails at once if the last one died); then for the response as
+    /// long as the server lives (or up to --timeout when given).
     Call {
         /// Service name.
         #[arg(value_parser = parse_name)]
