@@ -203,7 +203,6 @@ impl ServiceOptions {
             rx,
             pid: std::process::id(),
             next: 0,
-            buf: Vec::new(),
         };
         // Wait for a server (the response lane's sender) — unless the last
         // one died: then say so at once.
@@ -393,6 +392,30 @@ pub fn client_gone(e: &Error) -> bool {
     )
 }
 
+/// Takes the next response in place: `Some(true)` if it answers request
+/// `want` (its payload, copied once, is in `response`), `Some(false)` if it
+/// is another's (skipped), `None` at the end of a server's stream.
+fn take_response(
+    rx: &mut Receiver,
+    want: u64,
+    response: &mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> Result<Option<bool>> {
+    let view = match deadline {
+        None => rx.recv_view()?,
+        Some(d) => rx.recv_view_timeout(d.saturating_duration_since(Instant::now()))?,
+    };
+    let Some(view) = view else { return Ok(None) };
+    let mut id = [0u8; ID];
+    if view.len() < ID || view.copy_to(0, &mut id).is_err() || id != want.to_le_bytes() {
+        return Ok(Some(false));
+    }
+    response.clear();
+    response.resize(view.len() - ID, 0);
+    view.copy_to(ID, response)?;
+    Ok(Some(true))
+}
+
 /// A client of a service.
 pub struct Client {
     group: Group,
@@ -404,7 +427,6 @@ pub struct Client {
     tx: Sender,
     pid: u32,
     next: u32,
-    buf: Vec<u8>,
 }
 
 impl fmt::Debug for Client {
@@ -476,24 +498,12 @@ impl Client {
 
     fn recv_response_until(&mut self, response: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
         let want = self.id();
-        if self.buf.len() < self.rx.capacity() as usize {
-            self.buf.resize(self.rx.capacity() as usize, 0);
-        }
         loop {
-            let got = match deadline {
-                None => self.rx.recv(&mut self.buf),
-                Some(d) => self
-                    .rx
-                    .recv_timeout(&mut self.buf, d.saturating_duration_since(Instant::now())),
-            };
+            let got = take_response(&mut self.rx, want, response, deadline);
             match got {
-                Ok(Some(len)) if len >= ID && self.buf[..ID] == want.to_le_bytes() => {
-                    response.clear();
-                    response.extend_from_slice(&self.buf[ID..len]);
-                    return Ok(());
-                }
+                Ok(Some(true)) => return Ok(()),
                 // Meant for an earlier client of this slot.
-                Ok(Some(_)) => {}
+                Ok(Some(false)) => {}
                 // The end of an earlier server's stream: a server serving
                 // now writes after it.
                 Ok(None) if self.rx.sender_view()?.alive => self.rx.next_stream(),
