@@ -22,7 +22,8 @@ fn create(name: &str, senders: &str, capacity: &str) {
 
 fn receiver(name: &str, out: &Path) -> Child {
     ipcraft()
-        .args(["chan", "recv", name])
+        // --timeout: a child left behind by a failed test still ends.
+        .args(["chan", "recv", name, "--timeout", "60"])
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(Stdio::piped())
         .spawn()
@@ -31,7 +32,7 @@ fn receiver(name: &str, out: &Path) -> Child {
 
 fn sender(name: &str) -> (Child, ChildStdin) {
     let mut child = ipcraft()
-        .args(["chan", "send", name])
+        .args(["chan", "send", name, "--timeout", "60"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

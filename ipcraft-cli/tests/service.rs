@@ -9,14 +9,27 @@ use std::time::{Duration, Instant};
 
 use common::{assert_fails, ipcraft, run, wait, wait_with_stderr, ShmName, TIMEOUT};
 
-fn serve(name: &str, extra: &[&str]) -> Child {
-    ipcraft()
-        .args(["service", "serve", name])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A `service serve` process, killed when dropped (also when a test
+/// fails: a server runs until killed).
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(name: &str, extra: &[&str]) -> Serving {
+    Serving(
+        ipcraft()
+            .args(["service", "serve", name])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn call(name: &str, message: &str) -> Child {
@@ -40,9 +53,8 @@ fn response(child: Child) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn stop(mut server: Child) {
-    server.kill().unwrap();
-    wait(&mut server);
+fn stop(server: Serving) {
+    drop(server);
 }
 
 #[test]
@@ -113,9 +125,9 @@ fn a_dead_server_is_an_error_within_a_second() {
     }
     let client = call(&name.0, "anyone?");
     std::thread::sleep(Duration::from_millis(200));
-    server.kill().unwrap();
+    server.0.kill().unwrap();
     let killed = Instant::now();
-    wait(&mut server);
+    wait(&mut server.0);
     let (status, stderr) = wait_with_stderr(client);
     assert!(killed.elapsed() < Duration::from_secs(1), "took {:?}", killed.elapsed());
     assert_eq!(status.code(), Some(1), "{stderr}");
@@ -127,7 +139,7 @@ fn a_dead_server_is_an_error_within_a_second() {
         ipcraft().args(["service", "call", &name.0, "x", "--timeout", "30"]),
         b"",
     );
-    assert_fails(&out, 1, &format!("the server (pid {}) died", server.id()));
+    assert_fails(&out, 1, &format!("the server (pid {}) died", server.0.id()));
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",

@@ -19,6 +19,8 @@ use ipcraft::topic;
 fn subscriber(name: &str, out: &Path, extra: &[&str]) -> Child {
     ipcraft()
         .args(["topic", "sub", name])
+        // A child left behind by a failed test still ends.
+        .args(["--timeout", "60"])
         .args(extra)
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(Stdio::piped())
