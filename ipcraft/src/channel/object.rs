@@ -90,17 +90,7 @@ impl Mapped {
                 Cause::Corrupted(format!("object of {len} bytes cannot be mapped")),
             )
         })?;
-        // A descriptor opened read-only (as `stat` opens it) is mapped
-        // read-only: looking at a channel never needs write access.
-        let flags = sys::retry(|| rustix::fs::fcntl_getfl(backing.fd())).context("map channel", label)?;
-        let mut opts = MmapOptions::new();
-        opts.len(len).offset(base);
-        let map = if flags.intersects(rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::RDWR) {
-            opts.map_shared(backing.fd())
-        } else {
-            opts.map(backing.fd())
-        }
-        .map_err(|e| e.relabel("map channel", label))?;
+        let map = map_as_opened(backing.fd(), base, len, "map channel", label)?;
         let header = NonNull::new(map.as_mut_ptr().cast::<Header>())
             .ok_or_else(|| Error::new("map channel", label, Cause::Corrupted("null mapping".into())))?;
         Ok((map, header))
@@ -269,13 +259,11 @@ impl Mapped {
     pub(super) fn side_state(&self, side: &Side, lock_byte: i64) -> Result<SideState> {
         let alive = sys::ofd_locked_by_other(self.backing.fd(), self.lock_at(lock_byte))
             .context("stat channel", &self.label)?;
-        let pid = side.pid.load(Ordering::Relaxed);
-        Ok(match side.state.load(Ordering::Acquire) {
-            _ if alive => SideState::Alive(pid),
-            ABSENT => SideState::Absent,
-            CLOSED => SideState::Closed,
-            _ => SideState::Dead(pid),
-        })
+        Ok(SideState::judge(
+            alive,
+            side.state.load(Ordering::Acquire),
+            side.pid.load(Ordering::Relaxed),
+        ))
     }
 
     /// Takes this side's lock, says whether it uses the light fence, and
@@ -342,6 +330,43 @@ pub(super) trait Endpoint: Sized {
         end.ensure_attached()?;
         Ok(end)
     }
+}
+
+impl SideState {
+    /// A side's state from its lock and its words: a held lock is a live
+    /// process whatever the words say (another process can write them);
+    /// only a free lock lets the state word tell absent, closed and dead
+    /// apart. For the channel's sides and the topic's alike.
+    pub(crate) fn judge(alive: bool, state: u32, pid: u32) -> SideState {
+        match state {
+            _ if alive => SideState::Alive(pid),
+            ABSENT => SideState::Absent,
+            CLOSED => SideState::Closed,
+            _ => SideState::Dead(pid),
+        }
+    }
+}
+
+/// Maps `len` bytes of `fd` from `offset`: shared and writable when the
+/// descriptor was opened for writing, read-only otherwise (as `stat`
+/// opens an object: looking at one never needs write access). Used by
+/// every shared-memory pattern (channel, lanes, topic).
+pub(crate) fn map_as_opened(
+    fd: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+    op: &'static str,
+    label: &str,
+) -> Result<Mmap> {
+    let flags = sys::retry(|| rustix::fs::fcntl_getfl(fd)).context(op, label)?;
+    let mut opts = MmapOptions::new();
+    opts.len(len).offset(offset);
+    if flags.intersects(rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::RDWR) {
+        opts.map_shared(fd)
+    } else {
+        opts.map(fd)
+    }
+    .map_err(|e| e.relabel(op, label))
 }
 
 /// A stamp key nobody can predict from the channel's name or time: the

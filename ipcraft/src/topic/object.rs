@@ -7,15 +7,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{
-    header_size, Header, Slot, ABSENT, ATTACHED, BLOCK, CLOSED, MAGIC, MAX_SLOTS, OVERWRITE, PUBLISHER_LOCK_BYTE,
-    VERSION,
+    header_size, Header, Slot, ATTACHED, BLOCK, MAGIC, MAX_SLOTS, OVERWRITE, PUBLISHER_LOCK_BYTE, VERSION,
 };
 use super::{Policy, TopicStat};
 use crate::channel::layout::Line;
 use crate::channel::ring::Ring;
 use crate::channel::{SideState, MAX_CAPACITY, MIN_CAPACITY};
 use crate::error::{Cause, Context, Error, Result};
-use crate::mmap::{Mmap, MmapOptions};
+use crate::mmap::Mmap;
 use crate::name::Name;
 use crate::shm::{Shm, ShmOptions};
 use crate::sys;
@@ -221,12 +220,7 @@ impl TopicMap {
 
     /// A side's state by its lock first (see the channel's `side_state`).
     fn state(&self, byte: i64, state: u32, pid: u32) -> Result<SideState> {
-        Ok(match state {
-            _ if self.locked(byte, "stat topic")? => SideState::Alive(pid),
-            ABSENT => SideState::Absent,
-            CLOSED => SideState::Closed,
-            _ => SideState::Dead(pid),
-        })
+        Ok(SideState::judge(self.locked(byte, "stat topic")?, state, pid))
     }
 
     pub(super) fn stat(&self) -> Result<TopicStat> {
@@ -239,7 +233,7 @@ impl TopicMap {
             let state = s.state.load(Ordering::Acquire);
             let live = self.locked(1 + i64::from(i), "stat topic")?;
             if state == ATTACHED || live {
-                let st = self.state(1 + i64::from(i), state, s.pid.load(Ordering::Relaxed))?;
+                let st = SideState::judge(live, state, s.pid.load(Ordering::Relaxed));
                 subscribers.push((i, st, tail.wrapping_sub(s.head.load(Ordering::Acquire))));
             }
         }
@@ -260,16 +254,7 @@ impl TopicMap {
     }
 }
 
-/// Maps `len` bytes of `shm`: shared and writable when it was opened so,
-/// read-only otherwise (as `stat` opens it).
+/// Maps `len` bytes of the topic (see the channel's `map_as_opened`).
 fn map(shm: &Shm, len: usize, label: &str) -> Result<Mmap> {
-    let flags = sys::retry(|| rustix::fs::fcntl_getfl(shm.as_fd())).context("map topic", label)?;
-    let mut opts = MmapOptions::new();
-    opts.len(len);
-    if flags.intersects(rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::RDWR) {
-        opts.map_shared(shm.as_fd())
-    } else {
-        opts.map(shm.as_fd())
-    }
-    .map_err(|e| e.relabel("map topic", label))
+    crate::channel::object::map_as_opened(shm.as_fd(), 0, len, "map topic", label)
 }
