@@ -193,6 +193,67 @@ fn overwrite_mode_reports_exactly_what_a_stalled_subscriber_missed() {
     );
 }
 
+/// Each message wakes every subscriber asleep waiting for it, not just
+/// one: the subscribers run without the 50 ms safety nap
+/// (`IPCRAFT_CHANNEL_NO_NAP=1`), so one left asleep would never see the
+/// message. Each message is sent only after every subscriber printed the
+/// one before, by which time they have stopped spinning and sleep.
+#[test]
+fn every_sleeping_subscriber_is_woken_for_each_message() {
+    let name = ShmName::new("topic-wake");
+    let dir = TempDir::new();
+    create(&name.0, &["--subscribers", "3"]);
+    let outs: Vec<_> = (0..3).map(|i| dir.join(&format!("sub{i}"))).collect();
+    let subs: Vec<_> = outs
+        .iter()
+        .map(|out| {
+            ipcraft()
+                .args(["topic", "sub", &name.0, "--timeout", "60"])
+                .env("IPCRAFT_CHANNEL_NO_NAP", "1")
+                .stdout(std::fs::File::create(out).unwrap())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    until_subscribed(&name.0, 3);
+    let mut publisher = ipcraft()
+        .args(["topic", "pub", &name.0])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let line = format!("message {i}\n");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        sent.extend_from_slice(line.as_bytes());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for out in &outs {
+            loop {
+                let got = std::fs::read(out).unwrap();
+                if got == sent {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never got message {i}: has {:?}",
+                    out.display(),
+                    String::from_utf8_lossy(&got)
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+    drop(stdin);
+    assert!(wait(&mut publisher).success());
+    for sub in subs {
+        let (status, stderr) = wait_with_stderr(sub);
+        assert!(status.success(), "{status}: {stderr}");
+    }
+}
+
 #[test]
 fn a_dead_publisher_is_reported_within_a_second() {
     let name = ShmName::new("topic-pubdeath");

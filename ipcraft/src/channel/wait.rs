@@ -30,6 +30,12 @@ fn nap() -> Option<Duration> {
     (!off).then_some(NAP)
 }
 
+/// The waiter count that wakes every waiter on a futex word: `INT_MAX`, as
+/// [FUTEX_WAKE(2const)](https://man7.org/linux/man-pages/man2/futex_wake.2const.html)
+/// says. The kernel reads the count as a signed `int`, so `u32::MAX` would
+/// be -1 and wake only one waiter.
+pub(crate) const WAKE_ALL: u32 = i32::MAX as u32;
+
 /// A waiter's "sleeping" mark in shared memory, raised before it
 /// re-checks and sleeps, lowered when it wakes: a whole word (a channel
 /// side's flag, a topic publisher's) or one bit of a word several waiters

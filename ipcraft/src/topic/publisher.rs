@@ -353,7 +353,7 @@ impl Publisher {
     #[cold]
     fn wake_all(&mut self) {
         let h = self.t.header();
-        let _ = futex::wake(low_half(&h.tail.0), futex::Flags::empty(), u32::MAX);
+        let _ = futex::wake(low_half(&h.tail.0), futex::Flags::empty(), wait::WAKE_ALL);
         // A subscriber killed while asleep leaves its bit set: look for
         // such bits now and then, so the wake-ups stop.
         self.wakes = self.wakes.wrapping_add(1);
@@ -481,7 +481,7 @@ impl Publisher {
         let h = self.t.header();
         h.tail.0.store(self.tail, Ordering::SeqCst);
         h.publisher.0.state.store(CLOSED, Ordering::SeqCst);
-        let _ = futex::wake(low_half(&h.tail.0), futex::Flags::empty(), u32::MAX);
+        let _ = futex::wake(low_half(&h.tail.0), futex::Flags::empty(), wait::WAKE_ALL);
         Ok(())
     }
 }
