@@ -82,18 +82,39 @@ pub(crate) struct Waiter {
     spin: Duration,
     deadline: Option<Instant>,
     spins: u32,
+    /// The clock is read when `spins & check_mask == 0`.
+    check_mask: u32,
     started: Option<Instant>,
     sleeping: bool,
 }
 
+/// Spinning waits yield the CPU every this many clock reads.
+const YIELD_EVERY_CHECKS: u32 = 16;
+
 impl Waiter {
+    /// A wait whose caller does little between calls to
+    /// [`pause`](Self::pause): the clock (costly in some VMs) is read every
+    /// 64 calls.
     pub(crate) fn new(spin: Duration, deadline: Option<Instant>) -> Self {
         Self {
             spin,
             deadline,
             spins: 0,
+            check_mask: 63,
             started: None,
             sleeping: spin.is_zero(),
+        }
+    }
+
+    /// A wait whose caller polls its condition a few hundred times before
+    /// each [`pause`](Self::pause) (a receiver's tight poll, several
+    /// microseconds): the clock is read at every call, so the spin ends
+    /// when `spin` says and not many times later (measured: 64 such
+    /// rounds took 440 µs against a 50 µs spin).
+    pub(crate) fn polling(spin: Duration, deadline: Option<Instant>) -> Self {
+        Self {
+            check_mask: 0,
+            ..Self::new(spin, deadline)
         }
     }
 
@@ -120,7 +141,7 @@ impl Waiter {
     ) -> Result<(), Stop<E>> {
         if !self.sleeping {
             self.spins = self.spins.wrapping_add(1);
-            if self.spins % 64 != 0 {
+            if self.spins & self.check_mask != 0 {
                 std::hint::spin_loop();
                 return Ok(());
             }
@@ -130,7 +151,7 @@ impl Waiter {
                 return Err(Stop::TimedOut);
             }
             if now.duration_since(started) < self.spin {
-                if self.spins % 1024 == 0 {
+                if self.spins % ((self.check_mask + 1) * YIELD_EVERY_CHECKS) == 0 {
                     std::thread::yield_now();
                 }
                 return Ok(());

@@ -261,7 +261,7 @@ impl Subscriber {
             return Ok(None);
         }
         let ring = self.t.ring;
-        let mut waiter = Waiter::new(self.spin, wait.deadline());
+        let mut waiter = Waiter::polling(self.spin, wait.deadline());
         loop {
             // A tight poll first, as in the channel's receiver: a message
             // on its way is seen a few cycles after it lands, without
