@@ -40,10 +40,12 @@ fn err(e: impl std::fmt::Debug) -> io::Error {
     io::Error::other(format!("iceoryx2: {e:?}"))
 }
 
-/// One side: publishes on `out`, subscribes to `inp`.
+/// One side: publishes on one service, subscribes to one or more (every
+/// message is taken from each and must be the same).
 pub struct IoxLink {
     publisher: Pub,
-    subscriber: Sub,
+    subscribers: Vec<Sub>,
+    scratch: Vec<u8>,
     // Dropped last: the ports belong to it.
     _node: Node<ipc::Service>,
 }
@@ -75,7 +77,9 @@ pub fn clean(prefix: &str) {
 }
 
 impl IoxLink {
-    pub fn open(out: &str, inp: &str, size: usize, config: &Config) -> io::Result<Self> {
+    /// Publishes on `out`, which `readers` subscribers must join before
+    /// anything is sent, and subscribes to each of `inputs`.
+    pub fn open(out: &str, inputs: &[&str], readers: usize, size: usize, config: &Config) -> io::Result<Self> {
         set_log_level(LogLevel::Error);
         let node = NodeBuilder::new()
             .config(config)
@@ -92,18 +96,21 @@ impl IoxLink {
                 .map_err(err)
         };
         let out_service = service(out)?;
-        let in_service = service(inp)?;
+        let in_services = inputs.iter().map(|inp| service(inp)).collect::<io::Result<Vec<_>>>()?;
         let publisher = out_service
             .publisher_builder()
             .initial_max_slice_len(size)
             .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
             .create()
             .map_err(err)?;
-        let subscriber = in_service.subscriber_builder().create().map_err(err)?;
-        // Without history a sample sent before the peer subscribes is lost:
-        // wait (bounded) until the peer's subscriber is there.
+        let subscribers = in_services
+            .iter()
+            .map(|s| s.subscriber_builder().create().map_err(err))
+            .collect::<io::Result<Vec<_>>>()?;
+        // Without history a sample sent before the peers subscribe is lost:
+        // wait (bounded) until their subscribers are there.
         let start = Instant::now();
-        while out_service.dynamic_config().number_of_subscribers() == 0 {
+        while out_service.dynamic_config().number_of_subscribers() < readers {
             if start.elapsed() > Duration::from_secs(30) {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -114,7 +121,8 @@ impl IoxLink {
         }
         let mut link = Self {
             publisher,
-            subscriber,
+            subscribers,
+            scratch: vec![0; size],
             _node: node,
         };
         // The hello each way: see the module docs.
@@ -135,10 +143,23 @@ impl IoxLink {
     }
 
     pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let (first, rest) = self.subscribers.split_first().expect("at least one subscriber");
+        Self::take(first, buf)?;
+        for sub in rest {
+            Self::take(sub, &mut self.scratch)?;
+            if self.scratch[..] != buf[..] {
+                return Err(io::Error::other("iceoryx2: subscribers got different samples"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the next sample of `subscriber` into `buf`, busy-polling.
+    fn take(subscriber: &Sub, buf: &mut [u8]) -> io::Result<()> {
         let start = Instant::now();
         let mut spins = 0u32;
         loop {
-            if let Some(sample) = self.subscriber.receive().map_err(err)? {
+            if let Some(sample) = subscriber.receive().map_err(err)? {
                 let payload = sample.payload();
                 if payload.len() != buf.len() {
                     return Err(io::Error::other(format!(

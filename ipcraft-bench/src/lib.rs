@@ -21,8 +21,10 @@ use report::{Machine, Method, Report, Row, Skipped};
 /// Measures every transport between two processes on this machine: round
 /// trip latency (pingpong) and throughput (stream), for each message size.
 ///
-/// The parent forks a child per measurement (processes, never threads);
-/// they are pinned to CPUs 0 and 1 when there are two or more. Every
+/// The parent forks a child per measurement (processes, never threads;
+/// two children for the patterns with two subscribers or two senders);
+/// the parent is pinned to CPU 0 and the children to CPU 1 when there are
+/// two or more CPUs. Every
 /// message carries a sequence number and a checksum (and a stamp every 4
 /// KiB) written by the sender and checked by the receiver, with a
 /// byte-for-byte comparison on every 64th message; warm-up is excluded.
@@ -44,9 +46,13 @@ pub struct Args {
     /// memfd channel with spinning off: both sides sleep on a futex),
     /// chan-async (the memfd channel with each side in a current-thread tokio
     /// runtime), chan-zc (the named channel, zero-copy: each message written
-    /// in place and checked in place, every byte), tcp (over loopback, as a
-    /// reference), and the comparators iceoryx2 and ipc-channel when built
-    /// with their cargo features.
+    /// in place and checked in place, every byte), topic (publish-subscribe,
+    /// one subscriber), topic-2sub (one publisher, two subscriber processes),
+    /// chan-2send (a many-sender channel, two sender processes; stream only),
+    /// service (request-response; round trips only), tcp (over loopback, as
+    /// a reference), and the comparators iceoryx2 (publish-subscribe, one
+    /// subscriber), iceoryx2-2sub (two subscriber processes) and ipc-channel
+    /// when built with their cargo features.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     transports: Option<Vec<String>>,
     /// Comma-separated message sizes (bytes, or with K/M suffixes), 16 B to 4M.
@@ -152,7 +158,11 @@ pub fn run(args: Args) -> Result<Outcome, BenchError> {
     let mut cases: Vec<(String, Pattern, u64)> = Vec::new();
     for t in &transports {
         for p in [Pattern::PingPong, Pattern::Stream] {
-            if !transports::streams(t) && matches!(p, Pattern::Stream) {
+            let has = match p {
+                Pattern::PingPong => transports::pingpongs(t),
+                Pattern::Stream => transports::streams(t),
+            };
+            if !has {
                 continue;
             }
             for &s in &sizes {
@@ -330,47 +340,70 @@ fn run_case(
     pinned: bool,
 ) -> Result<Row, CaseError> {
     let prepared = transports::prepare(transport, size, tmp, tag).map_err(CaseError::Skipped)?;
-    // SAFETY: the bench is single-threaded when it forks (the progress bar
-    // has no ticker thread), so the child may run ordinary code; it ends
-    // with exit_child and never returns into the parent's code.
-    let pid = match unsafe { process::fork() }.map_err(|e| CaseError::Failed(e.to_string()))? {
-        Fork::Child => {
-            if pinned {
-                pin(1);
-            }
-            let outcome = prepared
-                .into_link(false)
-                .map_err(Failed::Io)
-                .and_then(|mut link| match pattern {
-                    Pattern::PingPong => measure::pingpong_child(&mut link, size),
-                    Pattern::Stream => measure::stream_sender(&mut link, size, budget),
+    let children = transports::children(transport);
+    let fans_out = transports::fans_out(transport);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut pids = Vec::with_capacity(children);
+    for i in 0..children {
+        // SAFETY: the bench is single-threaded when it forks (the progress
+        // bar has no ticker thread), so the child may run ordinary code; it
+        // ends with exit_child and never returns into the parent's code.
+        let forked = unsafe { process::fork() };
+        match forked {
+            Ok(Fork::Child) => {
+                if pinned {
+                    // The parent has CPU 0; the children share the others.
+                    pin(1 + i % (cpus - 1).max(1));
+                }
+                let outcome = prepared
+                    .into_link(transports::Side::Child(i))
+                    .map_err(Failed::Io)
+                    .and_then(|mut link| match pattern {
+                        Pattern::PingPong => measure::pingpong_child(&mut link, size),
+                        Pattern::Stream if fans_out => measure::stream_subscriber(&mut link, size),
+                        Pattern::Stream => measure::stream_sender(&mut link, size, budget),
+                    });
+                process::exit_child(match outcome {
+                    Ok(()) => 0,
+                    Err(Failed::Content(_)) => measure::EXIT_BAD_CONTENT,
+                    Err(Failed::Io(_)) => measure::EXIT_IO,
                 });
-            process::exit_child(match outcome {
-                Ok(()) => 0,
-                Err(Failed::Content(_)) => measure::EXIT_BAD_CONTENT,
-                Err(Failed::Io(_)) => measure::EXIT_IO,
-            });
+            }
+            Ok(Fork::Parent(pid)) => pids.push(pid),
+            Err(e) => {
+                // The children forked so far wait for a parent that is not
+                // coming: end them.
+                for pid in pids {
+                    end_child(pid);
+                }
+                return Err(CaseError::Failed(e.to_string()));
+            }
         }
-        Fork::Parent(pid) => pid,
-    };
+    }
     let measured = prepared
-        .into_link(true)
+        .into_link(transports::Side::Parent)
         .map_err(Failed::Io)
         .and_then(|mut link| match pattern {
             Pattern::PingPong => measure::pingpong_parent(&mut link, size, budget, 1_000_000, clock).map(Ok),
+            Pattern::Stream if fans_out => measure::stream_publisher(&mut link, size, budget).map(Err),
+            Pattern::Stream if children > 1 => measure::stream_collector(&mut link, size, children).map(Err),
             Pattern::Stream => measure::stream_receiver(&mut link, size).map(Err),
         });
     // The parent's ends are closed by now, so a child stuck on them sees EOF.
-    let status = match process::wait_pid_timeout(pid, Duration::from_secs(30)) {
-        Ok(Some(status)) => status,
-        _ => {
-            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    let mut status = Vec::with_capacity(children);
+    let mut stuck = false;
+    for &pid in &pids {
+        match process::wait_pid_timeout(pid, Duration::from_secs(30)) {
+            Ok(Some(s)) => status.push(s),
+            _ => {
+                end_child(pid);
+                stuck = true;
             }
-            let _ = process::wait_pid_timeout(pid, Duration::from_secs(5));
-            return Err(CaseError::Failed("the child process did not finish".into()));
         }
-    };
+    }
+    if stuck {
+        return Err(CaseError::Failed("a child process did not finish".into()));
+    }
     let measured = match measured {
         Ok(m) => m,
         Err(Failed::Content(seq)) => {
@@ -378,10 +411,12 @@ fn run_case(
         }
         Err(Failed::Io(e)) => return Err(CaseError::Failed(e.to_string())),
     };
-    match status.code() {
-        Some(0) => {}
-        Some(measure::EXIT_BAD_CONTENT) => return Err(CaseError::Failed("the child received wrong content".into())),
-        _ => return Err(CaseError::Failed(format!("the child process failed: {status}"))),
+    for status in status {
+        match status.code() {
+            Some(0) => {}
+            Some(measure::EXIT_BAD_CONTENT) => return Err(CaseError::Failed("a child received wrong content".into())),
+            _ => return Err(CaseError::Failed(format!("a child process failed: {status}"))),
+        }
     }
     let mut row = Row {
         transport: transport.to_owned(),
@@ -406,6 +441,14 @@ fn run_case(
         }
     }
     Ok(row)
+}
+
+/// Kills a child that did not finish and reaps it.
+fn end_child(pid: u32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+    let _ = process::wait_pid_timeout(pid, Duration::from_secs(5));
 }
 
 /// Pins this process to `cpu`; false if that is not allowed.

@@ -12,6 +12,11 @@ pub trait Link {
     fn send(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Receives one message of exactly `buf.len()` bytes.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<()>;
+    /// [`recv`](Self::recv), and which of several senders the message came
+    /// from (0 for a link with one).
+    fn recv_from(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv(buf).map(|()| 0)
+    }
     /// Whether this link moves messages in place (zero-copy): the
     /// measurements then write each message into the transport's memory
     /// with [`send_in_place`](Self::send_in_place) and read it there with
@@ -276,6 +281,18 @@ pub struct Stream {
     pub messages_per_sec: f64,
 }
 
+impl Stream {
+    /// `messages` of `size` bytes in `took`.
+    fn new(messages: u64, size: usize, took: Duration) -> Self {
+        let secs = took.as_secs_f64().max(1e-9);
+        Self {
+            messages,
+            bytes_per_sec: (messages * size as u64) as f64 / secs,
+            messages_per_sec: messages as f64 / secs,
+        }
+    }
+}
+
 /// Why a measurement failed.
 pub enum Failed {
     Io(io::Error),
@@ -398,12 +415,22 @@ pub fn pingpong_child(link: &mut impl Link, size: usize) -> Result<(), Failed> {
 /// Sending side of a stream (the child): stamped messages for `budget`,
 /// then the stop message.
 pub fn stream_sender(link: &mut impl Link, size: usize, budget: Duration) -> Result<(), Failed> {
+    send_stream(link, size, budget, 0).map(drop)
+}
+
+/// Sends stamped messages for `budget`, then the stop message; returns how
+/// many were sent after the first `warmup`, and when those began.
+fn send_stream(link: &mut impl Link, size: usize, budget: Duration, warmup: u64) -> Result<(u64, Instant), Failed> {
     let pattern = pattern(size);
     let mut buf = pattern.clone();
     let in_place = link.in_place();
     let start = Instant::now();
+    let mut t0 = start;
     let mut seq = 0u64;
     loop {
+        if seq == warmup {
+            t0 = Instant::now();
+        }
         if in_place {
             link.send_in_place(size, &mut |slot| write_message(slot, &pattern, seq))?;
         } else {
@@ -421,7 +448,67 @@ pub fn stream_sender(link: &mut impl Link, size: usize, budget: Duration) -> Res
         stamp(&mut buf, STOP);
         link.send(&buf)?;
     }
+    Ok((seq.saturating_sub(warmup), t0))
+}
+
+/// Publishing side of a stream to several subscribers (the parent): sends
+/// for `budget`, then waits until every subscriber has checked everything
+/// and answered the stop message ([`stream_subscriber`]); the time runs
+/// until then, so it counts what the slowest subscriber took.
+pub fn stream_publisher(link: &mut impl Link, size: usize, budget: Duration) -> Result<Stream, Failed> {
+    let (messages, t0) = send_stream(link, size, budget, 16)?;
+    let mut ack = vec![0u8; size];
+    link.recv(&mut ack)?;
+    if seq_of(&ack) != STOP {
+        return Err(Failed::Content(seq_of(&ack)));
+    }
+    Ok(Stream::new(messages, size, t0.elapsed()))
+}
+
+/// Subscribing side of [`stream_publisher`] (each child): checks every
+/// message, then answers the stop message with one of its own.
+pub fn stream_subscriber(link: &mut impl Link, size: usize) -> Result<(), Failed> {
+    stream_receiver(link, size)?;
+    let mut ack = pattern(size);
+    stamp(&mut ack, STOP);
+    link.send(&ack)?;
     Ok(())
+}
+
+/// Receiving side of a stream from `senders` senders at once (the parent,
+/// a many-to-one channel): each sender's messages are checked in that
+/// sender's order; the time runs from the first few messages to the last
+/// sender's stop message.
+pub fn stream_collector(link: &mut impl Link, size: usize, senders: usize) -> Result<Stream, Failed> {
+    let pattern = pattern(size);
+    let mut checker = Checker::new(&pattern);
+    let mut buf = vec![0u8; size];
+    let mut next = vec![0u64; senders];
+    let mut stopped = 0;
+    let warmup = 16u64;
+    let mut total = 0u64;
+    let mut t0 = Instant::now();
+    while stopped < senders {
+        let from = link.recv_from(&mut buf)?;
+        let Some(seq) = next.get_mut(from) else {
+            return Err(Failed::Io(io::Error::other(format!(
+                "a message from sender {from} of {senders}"
+            ))));
+        };
+        if seq_of(&buf) == STOP {
+            stopped += 1;
+            continue;
+        }
+        if !checker.ok(&buf, *seq) {
+            return Err(Failed::Content(*seq));
+        }
+        *seq += 1;
+        total += 1;
+        if total == warmup {
+            t0 = Instant::now();
+        }
+    }
+    Ok(Stream::new(total.saturating_sub(warmup), size, t0.elapsed()))
 }
 
 /// Receiving side of a stream (the parent): checks every message, times
@@ -463,14 +550,7 @@ pub fn stream_receiver(link: &mut impl Link, size: usize) -> Result<Stream, Fail
         }
         seq += 1;
     }
-    let t1 = Instant::now();
-    let messages = seq.saturating_sub(warmup + 1);
-    let secs = t1.duration_since(t0).as_secs_f64().max(1e-9);
-    Ok(Stream {
-        messages,
-        bytes_per_sec: (messages * size as u64) as f64 / secs,
-        messages_per_sec: messages as f64 / secs,
-    })
+    Ok(Stream::new(seq.saturating_sub(warmup + 1), size, t0.elapsed()))
 }
 
 #[cfg(test)]

@@ -30,18 +30,24 @@ pub struct Method {
 impl Method {
     pub fn new(pinned: bool) -> Self {
         Self {
-            processes: "two processes (the bench and a forked child), never threads of one process",
+            processes: "two processes (the bench and a forked child), never threads of one process; \
+                        three for topic-2sub and iceoryx2-2sub (the bench publishes, two children \
+                        subscribe and each answers on its own way back) and for chan-2send (two \
+                        children send, the bench receives)",
             cpus: if pinned {
-                "pinned to CPU 0 and CPU 1".into()
+                "pinned: the bench to CPU 0, the children to CPU 1 (shared when there are two)".into()
             } else {
                 "not pinned (fewer than two CPUs, or pinning refused)".into()
             },
             payload: "written by the sender and checked by the receiver: sequence number, checksum and a stamp \
                       every 4 KiB on every message, every byte of every 64th (chan-zc: every byte of every \
                       message, read in place)",
-            pingpong: "round trip: send, wait for the echo, check it; one-way is half the round trip",
+            pingpong: "round trip: send, wait for the echo (from every subscriber with two), check it; \
+                       one-way is half the round trip",
             stream: "one way: the child sends for the time budget, the parent receives and checks; \
-                     throughput over everything after the warm-up",
+                     throughput over everything after the warm-up (with two subscribers the bench \
+                     publishes and the time runs until both have checked everything; with two senders \
+                     it counts the messages of both)",
             floor: "measured in the same run: one cache line's round trip between the two CPUs (both \
                     processes spinning), and one core copying messages of each size (cache-resident and \
                     from memory)",
@@ -189,7 +195,14 @@ fn times(a: f64, b: f64) -> String {
     }
 }
 
-/// A verdict per pattern: who is fastest, and by how much.
+/// Whether `row` is between two processes: the verdicts compare those
+/// only (two subscribers or two senders are a different workload).
+fn one_to_one(row: &Row) -> bool {
+    super::transports::children(&row.transport) == 1
+}
+
+/// A verdict per pattern: who is fastest, and by how much (between two
+/// processes).
 pub fn verdicts(rows: &[Row], floor: Option<&Floor>) -> Vec<String> {
     let mut out = Vec::new();
     let pick = |pattern: &str, smallest: bool| -> Option<u64> {
@@ -201,7 +214,10 @@ pub fn verdicts(rows: &[Row], floor: Option<&Floor>) -> Vec<String> {
         }
     };
     if let Some(s) = pick("pingpong", true) {
-        let mut v: Vec<&Row> = rows.iter().filter(|r| r.pattern == "pingpong" && r.size == s).collect();
+        let mut v: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.pattern == "pingpong" && r.size == s && one_to_one(r))
+            .collect();
         v.sort_by_key(|r| r.median_ns.unwrap_or(u64::MAX));
         if let Some(best) = v.first() {
             let b = best.median_ns.unwrap_or(0) as f64;
@@ -231,7 +247,10 @@ pub fn verdicts(rows: &[Row], floor: Option<&Floor>) -> Vec<String> {
         }
     }
     if let Some(s) = pick("stream", false) {
-        let mut v: Vec<&Row> = rows.iter().filter(|r| r.pattern == "stream" && r.size == s).collect();
+        let mut v: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.pattern == "stream" && r.size == s && one_to_one(r))
+            .collect();
         v.sort_by(|a, b| {
             b.bytes_per_sec
                 .unwrap_or(0.0)
@@ -335,12 +354,12 @@ pub fn table(report: &Report) -> String {
     }
     out.push_str("\npingpong: round trip (one-way = half), lower is better\n");
     out.push_str(&format!(
-        "{:<12} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
+        "{:<13} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
         "transport", "size", "median", "one-way", "p99", "p99.9", "min", "×floor"
     ));
     for r in report.results.iter().filter(|r| r.pattern == "pingpong") {
         out.push_str(&format!(
-            "{:<12} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
+            "{:<13} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
             r.transport,
             size(r.size),
             ns(r.median_ns.unwrap_or(0) as f64),
@@ -353,12 +372,12 @@ pub fn table(report: &Report) -> String {
     }
     out.push_str("\nstream: one way, higher is better\n");
     out.push_str(&format!(
-        "{:<12} {:>7} {:>11} {:>11} {:>8}\n",
+        "{:<13} {:>7} {:>11} {:>11} {:>8}\n",
         "transport", "size", "throughput", "messages", "×floor"
     ));
     for r in report.results.iter().filter(|r| r.pattern == "stream") {
         out.push_str(&format!(
-            "{:<12} {:>7} {:>11} {:>11} {:>8}\n",
+            "{:<13} {:>7} {:>11} {:>11} {:>8}\n",
             r.transport,
             size(r.size),
             rate(r.bytes_per_sec.unwrap_or(0.0)),

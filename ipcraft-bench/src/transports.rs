@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use ipcraft::channel::{ChannelOptions, Receiver, Sender};
+use ipcraft::channel::{ChannelOptions, MultiReceiver, Receiver, Sender, SideState};
 use ipcraft::fifo::Fifo;
 use ipcraft::mmap::Mmap;
 use ipcraft::mq::{MessageQueue, MqOptions as MqOpen};
@@ -23,7 +23,7 @@ use super::measure::Link;
 /// Every transport, in table order; the comparators (`iceoryx2`,
 /// `ipc-channel`) only with their cargo features.
 pub fn all() -> Vec<&'static str> {
-    const EVERY: [&str; 16] = [
+    const EVERY: [&str; 18] = [
         "pipe",
         "fifo",
         "uds",
@@ -36,15 +36,18 @@ pub fn all() -> Vec<&'static str> {
         "chan-async",
         "topic",
         "topic-2sub",
+        "chan-2send",
         "service",
         "tcp",
         "iceoryx2",
+        "iceoryx2-2sub",
         "ipc-channel",
     ];
     EVERY
         .into_iter()
         .filter(|t| {
-            (cfg!(feature = "iceoryx2") || *t != "iceoryx2") && (cfg!(feature = "ipc-channel") || *t != "ipc-channel")
+            (cfg!(feature = "iceoryx2") || !t.starts_with("iceoryx2"))
+                && (cfg!(feature = "ipc-channel") || *t != "ipc-channel")
         })
         .collect()
 }
@@ -53,6 +56,37 @@ pub fn all() -> Vec<&'static str> {
 /// a service only answers requests, so it has round trips only.
 pub fn streams(transport: &str) -> bool {
     transport != "service"
+}
+
+/// Whether `transport` has round trips: a many-to-one channel has no way
+/// back to its senders, so it only streams.
+pub fn pingpongs(transport: &str) -> bool {
+    transport != "chan-2send"
+}
+
+/// How many child processes the parent measures against: 2 for the
+/// patterns with two subscribers or two senders (each in its own
+/// process), 1 for everything else.
+pub fn children(transport: &str) -> usize {
+    match transport {
+        "topic-2sub" | "iceoryx2-2sub" | "chan-2send" => 2,
+        _ => 1,
+    }
+}
+
+/// Whether a stream over `transport` goes from the parent to its
+/// children (one publisher, several subscribers) rather than from the
+/// children to the parent.
+pub fn fans_out(transport: &str) -> bool {
+    children(transport) > 1 && transport != "chan-2send"
+}
+
+/// Which process a [`Link`] is for: the parent (which measures) or child
+/// number `i` of [`children`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Parent,
+    Child(usize),
 }
 
 /// A transport set up for one message size, before `fork`.
@@ -79,9 +113,13 @@ pub enum Prepared {
     },
     /// Named channels; `zero_copy`: messages written and read in place.
     NamedChans(ChanNames, bool),
-    /// Two topics (one per direction), each read by `subscribers`
-    /// subscribers in the receiving process.
-    Topics(TopicNames, usize),
+    /// Topics: the parent publishes on the first, which each child
+    /// subscribes to; child `i` publishes on topic `1 + i`, which the
+    /// parent subscribes to.
+    Topics(TopicNames),
+    /// A many-sender channel: each child sends on its own lane, the
+    /// parent receives from all.
+    Lanes(ChanNames),
     /// A service: the parent calls, the child serves.
     Service(ServiceName),
     #[cfg(feature = "ipc-channel")]
@@ -89,10 +127,11 @@ pub enum Prepared {
         a: (ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
         b: (ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
     },
+    /// As [`Topics`](Self::Topics): the parent publishes on the first
+    /// service, child `i` on service `1 + i`.
     #[cfg(feature = "iceoryx2")]
     Iceoryx2 {
-        ab: String,
-        ba: String,
+        names: Vec<String>,
         size: usize,
         config: iceoryx2::prelude::Config,
     },
@@ -128,7 +167,7 @@ pub enum AnyLink {
     },
     #[cfg(feature = "ipc-channel")]
     IpcChannel(ipc_channel::ipc::IpcBytesSender, ipc_channel::ipc::IpcBytesReceiver),
-    /// A publisher, the subscribers of the other direction's topic (each
+    /// A publisher, the subscribers of the topics coming back (each
     /// message is taken by every one and must be the same), and (in the
     /// parent) the names to remove after.
     Topic {
@@ -137,6 +176,13 @@ pub enum AnyLink {
         scratch: Vec<u8>,
         _cleanup: Option<TopicNames>,
     },
+    /// The receiver of a many-sender channel, and the name to remove.
+    Lanes {
+        rx: MultiReceiver,
+        _cleanup: ChanNames,
+    },
+    /// One sender of a many-sender channel.
+    Lane(Sender),
     /// The calling side of a service.
     ServiceClient {
         client: Client,
@@ -224,7 +270,10 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
         "chan" | "chan-zc" => {
             // Named channels in /dev/shm; each process opens its ends after fork.
             let capacity = ((size as u64 + 64) * 4).max(ipcraft::channel::DEFAULT_CAPACITY);
-            let names = ChanNames([format!("/ipcraft-bench-{tag}-ab"), format!("/ipcraft-bench-{tag}-ba")]);
+            let names = ChanNames(vec![
+                format!("/ipcraft-bench-{tag}-ab"),
+                format!("/ipcraft-bench-{tag}-ba"),
+            ]);
             for name in &names.0 {
                 ipcraft::channel::create(name, capacity).map_err(|e| fail(&e))?;
             }
@@ -232,7 +281,7 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
         }
         "topic" | "topic-2sub" => {
             let capacity = ((size as u64 + 72) * 4).max(ipcraft::topic::DEFAULT_CAPACITY);
-            let names = TopicNames([format!("/ipcraft-bench-{tag}-tab"), format!("/ipcraft-bench-{tag}-tba")]);
+            let names = TopicNames(fan_names(&format!("/ipcraft-bench-{tag}"), children(transport)));
             for name in &names.0 {
                 TopicOptions::new()
                     .capacity(capacity)
@@ -240,7 +289,16 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
                     .create(name)
                     .map_err(|e| fail(&e))?;
             }
-            Prepared::Topics(names, if transport == "topic" { 1 } else { 2 })
+            Prepared::Topics(names)
+        }
+        "chan-2send" => {
+            let name = format!("/ipcraft-bench-{tag}-many");
+            ChannelOptions::new()
+                .senders(children(transport) as u32)
+                .capacity(((size as u64 + 64) * 4).max(ipcraft::channel::DEFAULT_CAPACITY))
+                .create(&name)
+                .map_err(|e| fail(&e))?;
+            Prepared::Lanes(ChanNames(vec![name]))
         }
         "service" => {
             // The child creates and serves it; the parent connects (waiting
@@ -272,9 +330,8 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
             }
         }
         #[cfg(feature = "iceoryx2")]
-        "iceoryx2" => Prepared::Iceoryx2 {
-            ab: format!("ipcraft-bench-{tag}-ab"),
-            ba: format!("ipcraft-bench-{tag}-ba"),
+        "iceoryx2" | "iceoryx2-2sub" => Prepared::Iceoryx2 {
+            names: fan_names(&format!("ipcraft-bench-{tag}"), children(transport)),
             size,
             config: super::iox::config(&tmp.join("iceoryx2"), &iox_prefix()).map_err(|e| e.to_string())?,
         },
@@ -283,8 +340,9 @@ pub fn prepare(transport: &str, size: usize, tmp: &std::path::Path, tag: &str) -
 }
 
 impl Prepared {
-    /// This process's side: `first` is the parent (side A).
-    pub fn into_link(self, first: bool) -> io::Result<AnyLink> {
+    /// This process's side of the transport.
+    pub fn into_link(self, side: Side) -> io::Result<AnyLink> {
+        let first = side == Side::Parent;
         Ok(match self {
             Prepared::Pipes { a, b } => {
                 let (w, r) = if first { a } else { b };
@@ -341,7 +399,7 @@ impl Prepared {
                 }
             }
             Prepared::NamedChans(names, zero_copy) => {
-                let [ab, ba] = &names.0;
+                let (ab, ba) = (&names.0[0], &names.0[1]);
                 let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
                 let tx = Sender::open(out).map_err(err)?;
                 let rx = Receiver::open(inp).map_err(err)?;
@@ -365,19 +423,19 @@ impl Prepared {
                 let (tx, rx) = if first { a } else { b };
                 AnyLink::IpcChannel(tx, rx)
             }
-            Prepared::Topics(names, k) => {
-                let [ab, ba] = &names.0;
-                let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
+            Prepared::Topics(names) => {
+                let (out, inputs, readers) = fan_side(&names.0, side);
                 let publisher = TopicOptions::new().open_publisher(out).map_err(err)?;
-                let subscribers = (0..k)
-                    .map(|_| TopicOptions::new().open_subscriber(inp).map_err(err))
+                let subscribers = inputs
+                    .iter()
+                    .map(|inp| TopicOptions::new().open_subscriber(inp).map_err(err))
                     .collect::<io::Result<Vec<_>>>()?;
-                // A message published before the peer subscribed would be
-                // missed: wait until it has.
+                // A message published before the peers subscribed would be
+                // missed: wait until they have.
                 let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                while publisher.subscribers().map_err(err)? < k {
+                while publisher.subscribers().map_err(err)? < readers {
                     if std::time::Instant::now() >= deadline {
-                        return Err(io::Error::other("the peer's subscribers never came"));
+                        return Err(io::Error::other("the peers' subscribers never came"));
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -392,6 +450,31 @@ impl Prepared {
                     subscribers,
                     scratch: Vec::new(),
                     _cleanup: names,
+                }
+            }
+            Prepared::Lanes(names) => {
+                if first {
+                    let rx = MultiReceiver::open(&names.0[0]).map_err(err)?;
+                    AnyLink::Lanes { rx, _cleanup: names }
+                } else {
+                    let tx = Sender::open(&names.0[0]).map_err(err)?;
+                    // The receiver ends once every sender that attached has
+                    // closed, and a later sender may take a finished one's
+                    // lane: no sender sends before all have attached (a lane
+                    // attached once never shows absent again).
+                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                    loop {
+                        let lanes = ipcraft::channel::stat_lanes(&names.0[0]).map_err(err)?;
+                        if lanes.iter().all(|l| l.sender != SideState::Absent) {
+                            break;
+                        }
+                        if std::time::Instant::now() >= deadline {
+                            return Err(io::Error::other("the other senders never came"));
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    std::mem::forget(names);
+                    AnyLink::Lane(tx)
                 }
             }
             Prepared::Service(name) => {
@@ -422,9 +505,9 @@ impl Prepared {
                 }
             }
             #[cfg(feature = "iceoryx2")]
-            Prepared::Iceoryx2 { ab, ba, size, config } => {
-                let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
-                AnyLink::Iceoryx2(super::iox::IoxLink::open(&out, &inp, size, &config)?)
+            Prepared::Iceoryx2 { names, size, config } => {
+                let (out, inputs, readers) = fan_side(&names, side);
+                AnyLink::Iceoryx2(super::iox::IoxLink::open(out, &inputs, readers, size, &config)?)
             }
         })
     }
@@ -444,8 +527,29 @@ pub fn iox_prefix() -> String {
     format!("ipcraft_bench_{}_", std::process::id())
 }
 
+/// The names of a fan of `children` peers: the parent's outgoing one, then
+/// one per child for its way back.
+fn fan_names(prefix: &str, children: usize) -> Vec<String> {
+    let mut names = vec![format!("{prefix}-out")];
+    names.extend((0..children).map(|i| format!("{prefix}-back{i}")));
+    names
+}
+
+/// For `side` of a fan (see [`fan_names`]): the name it publishes on, the
+/// names it subscribes to, and how many subscribers its own must have.
+fn fan_side(names: &[String], side: Side) -> (&str, Vec<&str>, usize) {
+    match side {
+        Side::Parent => (
+            &names[0],
+            names[1..].iter().map(String::as_str).collect(),
+            names.len() - 1,
+        ),
+        Side::Child(i) => (&names[1 + i], vec![names[0].as_str()], 1),
+    }
+}
+
 /// Channel names that are removed when dropped.
-pub struct ChanNames([String; 2]);
+pub struct ChanNames(Vec<String>);
 
 impl Drop for ChanNames {
     fn drop(&mut self) {
@@ -457,7 +561,7 @@ impl Drop for ChanNames {
 }
 
 /// Topic names that are removed when dropped.
-pub struct TopicNames([String; 2]);
+pub struct TopicNames(Vec<String>);
 
 impl Drop for TopicNames {
     fn drop(&mut self) {
@@ -570,6 +674,8 @@ impl Link for AnyLink {
             AnyLink::Chan { tx, .. } => tx.send(buf).map_err(err),
             AnyLink::ChanAsync { rt, tx, .. } => rt.block_on(tx.send(buf)).map_err(err),
             AnyLink::Topic { publisher, .. } => publisher.send(buf).map_err(err),
+            AnyLink::Lane(tx) => tx.send(buf).map_err(err),
+            AnyLink::Lanes { .. } => Err(io::Error::other("a many-sender channel's receiver cannot send")),
             AnyLink::ServiceClient { client, .. } => client.send_request(buf).map_err(err),
             AnyLink::ServiceServer { server, request, .. } => {
                 let req = request
@@ -581,6 +687,20 @@ impl Link for AnyLink {
             AnyLink::IpcChannel(tx, _) => tx.send(buf),
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(link) => link.send(buf),
+        }
+    }
+
+    fn recv_from(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let AnyLink::Lanes { rx, .. } = self else {
+            return self.recv(buf).map(|()| 0);
+        };
+        match rx.recv_from(buf).map_err(err)? {
+            Some((lane, n)) if n == buf.len() => Ok(lane),
+            Some((_, n)) => Err(io::Error::other(format!(
+                "message of {n} bytes, expected {}",
+                buf.len()
+            ))),
+            None => Err(io::ErrorKind::UnexpectedEof.into()),
         }
     }
 
@@ -669,6 +789,8 @@ impl Link for AnyLink {
                 }
                 Ok(())
             }
+            AnyLink::Lanes { .. } => self.recv_from(buf).map(drop),
+            AnyLink::Lane(_) => Err(io::Error::other("a sender of a many-sender channel cannot receive")),
             AnyLink::ServiceClient { client, response, .. } => {
                 client.recv_response(response).map_err(err)?;
                 copy_whole(response, buf)

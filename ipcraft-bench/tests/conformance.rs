@@ -1,11 +1,11 @@
 //! One conformance suite over the bench's `Link` trait, run against every
-//! transport: two real processes (the side-B process forked from a role
-//! process that is single-threaded), messages of several sizes, every byte
-//! checked, both directions, in order.
+//! transport: real processes (side A in a single-threaded role process, and
+//! each side-B process — two for the fan patterns — forked from it),
+//! messages of several sizes, every byte checked, both directions, in order.
 
 use ipcraft::process::{self, Fork};
 use ipcraft_bench::measure::Link;
-use ipcraft_bench::transports;
+use ipcraft_bench::transports::{self, Side};
 use ipcraft_testkit::{pattern, role, unique, wait_with_stderr, TempDir};
 
 /// Sizes each transport must carry exactly: the smallest message, one cache
@@ -19,11 +19,12 @@ fn content(size: usize, seq: u64) -> Vec<u8> {
     pattern(size, seq.wrapping_mul(65_537) ^ size as u64)
 }
 
-/// Side B: echoes `COUNT` messages, then (if the transport streams)
-/// streams `COUNT` of its own.
-fn side_b(link: &mut impl Link, size: usize, streams: bool) -> Result<(), String> {
+/// Side B: echoes `COUNT` messages (if the transport has round trips),
+/// then (if it streams) streams `COUNT` of its own.
+fn side_b(link: &mut impl Link, size: usize, transport: &str) -> Result<(), String> {
+    let streams = transports::streams(transport);
     let mut buf = vec![0u8; size];
-    for _ in 0..COUNT {
+    for _ in 0..if transports::pingpongs(transport) { COUNT } else { 0 } {
         link.recv(&mut buf).map_err(|e| format!("B recv: {e}"))?;
         link.send(&buf).map_err(|e| format!("B echo: {e}"))?;
     }
@@ -34,10 +35,30 @@ fn side_b(link: &mut impl Link, size: usize, streams: bool) -> Result<(), String
     Ok(())
 }
 
-/// Side A: sends `COUNT` messages and checks each echo, then checks B's stream.
-fn side_a(link: &mut impl Link, size: usize, streams: bool) -> Result<(), String> {
+/// Side A: sends `COUNT` messages and checks each echo (from every side B
+/// of a fan), then checks B's stream (each B's, in its order, when several
+/// send to one).
+fn side_a(link: &mut impl Link, size: usize, transport: &str) -> Result<(), String> {
+    let streams = transports::streams(transport);
     let mut buf = vec![0u8; size];
-    for seq in 0..COUNT {
+    let senders = transports::children(transport);
+    if streams && senders > 1 && !transports::fans_out(transport) {
+        let mut next = vec![0u64; senders];
+        for _ in 0..COUNT * senders as u64 {
+            let from = link.recv_from(&mut buf).map_err(|e| format!("A recv stream: {e}"))?;
+            let seq = next
+                .get_mut(from)
+                .ok_or_else(|| format!("a message from sender {from} of {senders}"))?;
+            if buf != content(size, 1000 + *seq) {
+                return Err(format!(
+                    "sender {from}'s stream message {seq} of {size} B differs (lost, torn or reordered)"
+                ));
+            }
+            *seq += 1;
+        }
+        return Ok(());
+    }
+    for seq in 0..if transports::pingpongs(transport) { COUNT } else { 0 } {
         let msg = content(size, seq);
         link.send(&msg).map_err(|e| format!("A send: {e}"))?;
         link.recv(&mut buf).map_err(|e| format!("A recv: {e}"))?;
@@ -79,36 +100,44 @@ fn role_conformance(args: Vec<String>) {
             }
             Err(why) => panic!("{transport} {size} B: cannot be set up: {why}"),
         };
-        // SAFETY: a role process runs before the test harness starts any
-        // thread, so the child may run ordinary code; it ends with exit_child.
-        match unsafe { process::fork() }.unwrap() {
-            Fork::Child => {
-                let code = match prepared.into_link(false).map_err(|e| e.to_string()) {
-                    Ok(mut link) => match side_b(&mut link, size, transports::streams(transport)) {
-                        Ok(()) => 0,
-                        Err(why) => {
-                            eprintln!("{transport} {size} B: {why}");
-                            1
-                        }
-                    },
+        let mut pids = Vec::new();
+        for i in 0..transports::children(transport) {
+            // SAFETY: a role process runs before the test harness starts any
+            // thread, so the child may run ordinary code; it ends with exit_child.
+            if let Fork::Parent(pid) = unsafe { process::fork() }.unwrap() {
+                pids.push(pid);
+                continue;
+            }
+            let code = match prepared.into_link(Side::Child(i)).map_err(|e| e.to_string()) {
+                Ok(mut link) => match side_b(&mut link, size, transport) {
+                    Ok(()) => 0,
                     Err(why) => {
-                        eprintln!("{transport} {size} B: B's side: {why}");
+                        eprintln!("{transport} {size} B: {why}");
                         1
                     }
-                };
-                process::exit_child(code);
-            }
-            Fork::Parent(pid) => {
-                let outcome = prepared
-                    .into_link(true)
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut link| side_a(&mut link, size, transports::streams(transport)));
-                let status = process::wait_pid_timeout(pid, ipcraft_testkit::TIMEOUT)
+                },
+                Err(why) => {
+                    eprintln!("{transport} {size} B: B's side: {why}");
+                    1
+                }
+            };
+            process::exit_child(code);
+        }
+        let outcome = prepared
+            .into_link(Side::Parent)
+            .map_err(|e| e.to_string())
+            .and_then(|mut link| side_a(&mut link, size, transport));
+        let status: Vec<_> = pids
+            .into_iter()
+            .map(|pid| {
+                process::wait_pid_timeout(pid, ipcraft_testkit::TIMEOUT)
                     .unwrap()
-                    .expect("side B finished");
-                outcome.unwrap_or_else(|why| panic!("{transport} {size} B: {why}"));
-                assert!(status.success(), "{transport} {size} B: side B failed: {status}");
-            }
+                    .expect("side B finished")
+            })
+            .collect();
+        outcome.unwrap_or_else(|why| panic!("{transport} {size} B: {why}"));
+        for status in status {
+            assert!(status.success(), "{transport} {size} B: side B failed: {status}");
         }
     }
 }
