@@ -13,6 +13,8 @@ use std::time::SystemTime;
 
 use ipcraft::channel::{ChannelOptions, ChannelStat, SideState};
 use ipcraft::mq::MqOptions;
+use ipcraft::service::ServiceStat;
+use ipcraft::topic::TopicStat;
 use procfs::process::{FDTarget, MMapPath};
 use rustix::fs::{makedev, FileType};
 
@@ -22,7 +24,8 @@ type FileId = (u64, u64);
 /// One IPC object.
 #[derive(Debug)]
 pub struct Entry {
-    /// `channel`, `shm`, `semaphore`, `mqueue`, `fifo`, `socket`, `memfd`.
+    /// `channel`, `topic`, `service`, `shm`, `semaphore`, `mqueue`,
+    /// `fifo`, `socket`, `memfd`.
     pub kind: &'static str,
     /// `/name` for POSIX objects, a path for FIFOs and sockets, `@name`
     /// for abstract sockets, `memfd:NAME` for memfds.
@@ -37,8 +40,8 @@ pub struct Entry {
     pub age_secs: Option<u64>,
     /// Processes that have it open or mapped (this process left out).
     pub holders: BTreeSet<u32>,
-    /// An ipcraft channel's state.
-    pub channel: Option<ChannelStat>,
+    /// An ipcraft channel's, topic's or service's state.
+    pub object: Option<Object>,
     /// Messages waiting in a queue (when it could be opened to ask).
     pub messages: Option<usize>,
     /// A memfd's seals, as `fcntl(F_GET_SEALS)` names them.
@@ -50,19 +53,129 @@ impl Entry {
     /// whose attached process died, with no live side or holder), or
     /// `idle`.
     pub fn state(&self) -> &'static str {
-        match &self.channel {
-            Some(stat) if stat.is_stale() && self.holders.is_empty() => "dead",
-            Some(stat) if has_live_side(stat) => "alive",
+        match &self.object {
+            Some(o) if o.is_stale() && self.holders.is_empty() => "dead",
+            Some(o) if o.sides().iter().any(|(_, s)| matches!(s, SideState::Alive(_))) => "alive",
             _ if !self.holders.is_empty() => "alive",
             _ => "idle",
         }
     }
 }
 
-fn has_live_side(stat: &ChannelStat) -> bool {
-    [stat.sender, stat.receiver]
-        .iter()
-        .any(|s| matches!(s, SideState::Alive(_)))
+/// What an ipcraft object in /dev/shm says about itself.
+#[derive(Debug)]
+pub enum Object {
+    Channel(ChannelStat),
+    /// A channel made for several senders: each sender's lane.
+    Lanes(Vec<ChannelStat>),
+    Topic(TopicStat),
+    Service(ServiceStat),
+}
+
+impl Object {
+    /// Reads the named object's state, if it is an ipcraft object (read
+    /// only; another user's channel too, the other kinds only yours).
+    fn read(name: &str) -> Option<Self> {
+        if let Ok(stat) = ChannelOptions::new().allow_foreign(true).stat(name) {
+            return Some(Object::Channel(stat));
+        }
+        if let Ok(lanes) = ipcraft::channel::stat_lanes(name) {
+            return Some(Object::Lanes(lanes));
+        }
+        if let Ok(stat) = ipcraft::topic::stat(name) {
+            return Some(Object::Topic(stat));
+        }
+        ipcraft::service::stat(name).ok().map(Object::Service)
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Channel(_) | Object::Lanes(_) => "channel",
+            Object::Topic(_) => "topic",
+            Object::Service(_) => "service",
+        }
+    }
+
+    /// Each side that ever attached: its role (`sender`, `sender1`,
+    /// `subscriber3`, `client0`, ...) and state.
+    pub fn sides(&self) -> Vec<(String, SideState)> {
+        let mut sides = Vec::new();
+        match self {
+            Object::Channel(stat) => {
+                sides.push(("sender".to_owned(), stat.sender));
+                sides.push(("receiver".to_owned(), stat.receiver));
+            }
+            Object::Lanes(lanes) => {
+                // The receiver attaches to every lane; its state is the one
+                // any lane shows.
+                let receiver = lanes.iter().map(|l| l.receiver).find(|s| *s != SideState::Absent);
+                sides.push(("receiver".to_owned(), receiver.unwrap_or(SideState::Absent)));
+                for (i, lane) in lanes.iter().enumerate() {
+                    sides.push((format!("sender{i}"), lane.sender));
+                }
+            }
+            Object::Topic(stat) => {
+                sides.push(("publisher".to_owned(), stat.publisher));
+                for (slot, state, _) in &stat.subscribers {
+                    sides.push((format!("subscriber{slot}"), *state));
+                }
+            }
+            Object::Service(stat) => {
+                sides.push(("server".to_owned(), stat.server));
+                for (slot, state) in &stat.slots {
+                    sides.push((format!("client{slot}"), *state));
+                }
+            }
+        }
+        sides.retain(|(_, s)| *s != SideState::Absent);
+        sides
+    }
+
+    /// Whether it is what a crash leaves behind (see
+    /// [`ChannelStat::is_stale`]).
+    pub fn is_stale(&self) -> bool {
+        match self {
+            Object::Channel(stat) => stat.is_stale(),
+            Object::Lanes(lanes) => {
+                let sides = self.sides();
+                !sides.iter().any(|(_, s)| matches!(s, SideState::Alive(_))) && lanes.iter().any(|l| l.is_stale())
+            }
+            Object::Topic(stat) => stat.is_stale(),
+            Object::Service(stat) => stat.is_stale(),
+        }
+    }
+
+    /// Ring bytes (per lane for a many-sender channel or a service).
+    pub fn capacity(&self) -> u64 {
+        match self {
+            Object::Channel(stat) => stat.capacity,
+            Object::Lanes(lanes) => lanes.first().map_or(0, |l| l.capacity),
+            Object::Topic(stat) => stat.capacity,
+            Object::Service(stat) => stat.capacity,
+        }
+    }
+
+    /// Bytes sent and not yet received (a topic: not yet read by its
+    /// slowest subscriber).
+    pub fn in_flight(&self) -> u64 {
+        match self {
+            Object::Channel(stat) => stat.in_flight,
+            Object::Lanes(lanes) => lanes.iter().map(|l| l.in_flight).sum(),
+            Object::Topic(stat) => stat.subscribers.iter().map(|(_, _, unread)| *unread).max().unwrap_or(0),
+            Object::Service(_) => 0,
+        }
+    }
+
+    /// How many of what it is made for: `senders=N`, `subscribers=N`,
+    /// `clients=N` (nothing for a one-to-one channel).
+    pub fn size_note(&self) -> Option<String> {
+        match self {
+            Object::Channel(_) => None,
+            Object::Lanes(lanes) => Some(format!("senders={}", lanes.len())),
+            Object::Topic(stat) => Some(format!("subscribers={}", stat.slots)),
+            Object::Service(stat) => Some(format!("clients={}", stat.clients)),
+        }
+    }
 }
 
 /// Who holds what, from every process's descriptors and mappings.
@@ -157,18 +270,20 @@ pub fn scan(scope: &Scope) -> (Vec<Entry>, Vec<String>) {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = format!("/{file_name}");
-        let (kind, channel) = if file_name.starts_with("sem.") {
-            ("semaphore", None)
+        let object = if file_name.starts_with("sem.") {
+            None
         } else {
-            match ChannelOptions::new().allow_foreign(true).stat(&name) {
-                Ok(stat) => ("channel", Some(stat)),
-                Err(_) => ("shm", None),
-            }
+            Object::read(&name)
+        };
+        let kind = match &object {
+            Some(o) => o.kind(),
+            None if file_name.starts_with("sem.") => "semaphore",
+            None => "shm",
         };
         entries.push(Entry {
             kind,
             name,
-            channel,
+            object,
             ..file_entry(&meta, held((meta.dev(), meta.ino())))
         });
     }
@@ -293,7 +408,7 @@ fn bare_entry(holders: BTreeSet<u32>) -> Entry {
         size: None,
         age_secs: None,
         holders,
-        channel: None,
+        object: None,
         messages: None,
         seals: None,
     }

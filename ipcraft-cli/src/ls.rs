@@ -4,17 +4,18 @@
 use ipcraft::channel::SideState;
 use serde_json::{json, Value};
 
-use crate::host::{self, Entry, Scope};
+use crate::host::{self, Entry, Object, Scope};
 use crate::{human_age, human_bytes, write_stdout, CmdResult};
 
 /// Lists every IPC object you can see: shared memory objects and ipcraft
-/// channels in /dev/shm (with each side's pid and whether it is alive),
+/// channels, topics and services in /dev/shm (with each side's pid and
+/// whether it is alive),
 /// POSIX message queues (with messages waiting), FIFOs and Unix sockets
 /// that processes hold open, and memfds (with their seals).
 ///
 /// STATE is `alive` (a side or a holder is alive), `dead` (an ipcraft
-/// channel whose attached process died and that nobody holds: `ipcraft gc`
-/// removes these) or `idle`. Holders are the processes that have the object
+/// object whose attached process died, with no side alive and nobody
+/// holding it: `ipcraft gc` removes these) or `idle`. Holders are the processes that have the object
 /// open or mapped, as far as /proc lets this user see.
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,13 +44,20 @@ pub fn run(args: Args) -> CmdResult {
 }
 
 fn side_json(role: &str, state: SideState) -> Option<Value> {
+    // The role's kind (`sender`, `subscriber`) and its slot, if numbered.
+    let kind = role.trim_end_matches(|c: char| c.is_ascii_digit());
+    let slot: Option<u32> = role[kind.len()..].parse().ok();
     let (pid, alive, state_name) = match state {
         SideState::Absent => return None,
         SideState::Closed => (None, false, "closed"),
         SideState::Alive(pid) => (Some(pid), true, "alive"),
         SideState::Dead(pid) => (Some(pid), false, "dead"),
     };
-    Some(json!({ "role": role, "pid": pid, "alive": alive, "state": state_name }))
+    let mut v = json!({ "role": kind, "pid": pid, "alive": alive, "state": state_name });
+    if let Some(slot) = slot {
+        v["slot"] = json!(slot);
+    }
+    Some(v)
 }
 
 fn to_json(e: &Entry) -> Value {
@@ -63,14 +71,11 @@ fn to_json(e: &Entry) -> Value {
         "holders": e.holders,
         "state": e.state(),
     });
-    if let Some(stat) = &e.channel {
-        let sides: Vec<Value> = [("sender", stat.sender), ("receiver", stat.receiver)]
-            .into_iter()
-            .filter_map(|(role, s)| side_json(role, s))
-            .collect();
+    if let Some(o) = &e.object {
+        let sides: Vec<Value> = o.sides().iter().filter_map(|(role, s)| side_json(role, *s)).collect();
         v["sides"] = json!(sides);
-        v["capacity"] = json!(stat.capacity);
-        v["in_flight"] = json!(stat.in_flight);
+        v["capacity"] = json!(o.capacity());
+        v["in_flight"] = json!(o.in_flight());
     }
     if let Some(n) = e.messages {
         v["messages"] = json!(n);
@@ -81,14 +86,21 @@ fn to_json(e: &Entry) -> Value {
     v
 }
 
-/// What the last column says: a channel's sides, a queue's messages, a
-/// memfd's seals, and the holders.
+/// What the last column says: an ipcraft object's sides, a queue's
+/// messages, a memfd's seals, and the holders.
 fn detail(e: &Entry) -> String {
     let mut parts = Vec::new();
-    if let Some(stat) = &e.channel {
-        parts.push(format!("sender={} receiver={}", stat.sender, stat.receiver));
-        if stat.in_flight > 0 {
-            parts.push(format!("in_flight={}", human_bytes(stat.in_flight)));
+    if let Some(o) = &e.object {
+        parts.extend(o.size_note());
+        let sides = o.sides();
+        if let Object::Channel(stat) = o {
+            // Both sides, even one never attached.
+            parts.push(format!("sender={} receiver={}", stat.sender, stat.receiver));
+        } else {
+            parts.extend(sides.iter().map(|(role, s)| format!("{role}={s}")));
+        }
+        if o.in_flight() > 0 {
+            parts.push(format!("in_flight={}", human_bytes(o.in_flight())));
         }
     }
     if let Some(n) = e.messages {

@@ -56,7 +56,7 @@ enum Command {
     /// Every IPC object on this host: kind, name, owner, mode, size, age,
     /// holders, and whether they are alive.
     Ls(ls::Args),
-    /// Removes your ipcraft channels whose users all died.
+    /// Removes your ipcraft channels, topics and services whose users all died.
     Gc(gc::Args),
     /// Host limits and settings that decide what works, and how to raise them.
     Doctor(doctor::Args),

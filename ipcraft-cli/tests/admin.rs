@@ -87,6 +87,83 @@ fn ls_marks_killed_users_dead_and_gc_removes_exactly_those() {
     let plain = ShmName::new("gc-plain");
     assert_ok(&run(ipcraft().args(["shm", "write", &plain.0, "9"]), b""));
 
+    // The patterns: a topic whose only subscriber is killed, one whose
+    // subscriber lives, a many-sender channel whose sender is killed, a
+    // service whose server is killed.
+    let topic = ShmName::new("gc-topic");
+    let topic_live = ShmName::new("gc-topic-live");
+    for t in [&topic, &topic_live] {
+        assert_ok(&run(ipcraft().args(["topic", "create", &t.0]), b""));
+    }
+    let subscribers: Vec<Child> = [&topic, &topic_live]
+        .iter()
+        .map(|t| {
+            let child = ipcraft()
+                .args(["topic", "sub", &t.0, "--timeout", "60"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            eventually("the subscriber attached", || {
+                ipcraft::topic::stat(&t.0)
+                    .is_ok_and(|s| s.subscribers.iter().any(|(_, st, _)| matches!(st, SideState::Alive(_))))
+            });
+            child
+        })
+        .collect();
+    let many = ShmName::new("gc-many");
+    assert_ok(&run(ipcraft().args(["chan", "create", &many.0, "--senders", "2"]), b""));
+    let many_tx = ipcraft()
+        .args(["chan", "send", &many.0])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the sender attached", || {
+        channel::stat_lanes(&many.0).is_ok_and(|l| l.iter().any(|l| matches!(l.sender, SideState::Alive(_))))
+    });
+    let svc = ShmName::new("gc-svc");
+    let server = ipcraft()
+        .args(["service", "serve", &svc.0, "--clients", "2"])
+        .spawn()
+        .unwrap();
+    eventually("the server serves", || {
+        ipcraft::service::stat(&svc.0).is_ok_and(|s| matches!(s.server, SideState::Alive(_)))
+    });
+    let patterns = [topic.0.as_str(), topic_live.0.as_str(), many.0.as_str(), svc.0.as_str()];
+    let seen = ls(&[], &patterns);
+    assert_eq!(seen[&topic.0]["kind"], "topic", "{seen:?}");
+    assert_eq!(seen[&many.0]["kind"], "channel");
+    assert_eq!(seen[&svc.0]["kind"], "service");
+    for name in patterns {
+        assert_eq!(seen[name]["state"], "alive", "{}", seen[name]);
+    }
+    let server_pid = server.id();
+    let mut subscribers = subscribers.into_iter();
+    let (dead_sub, live_sub) = (subscribers.next().unwrap(), subscribers.next().unwrap());
+    let dead_sub_pid = dead_sub.id();
+    kill(dead_sub);
+    kill(many_tx);
+    kill(server);
+    let seen = ls(&[], &patterns);
+    for name in [&topic.0, &many.0, &svc.0] {
+        assert_eq!(seen[name]["state"], "dead", "{}", seen[name]);
+    }
+    assert_eq!(seen[&topic_live.0]["state"], "alive");
+    let sides = seen[&topic.0]["sides"].as_array().unwrap();
+    assert!(
+        sides.iter().any(|s| s["role"] == "subscriber"
+            && s["pid"] == dead_sub_pid
+            && s["alive"] == false
+            && s["slot"].is_u64()),
+        "{sides:?}"
+    );
+    let sides = seen[&svc.0]["sides"].as_array().unwrap();
+    assert!(
+        sides
+            .iter()
+            .any(|s| s["role"] == "server" && s["pid"] == server_pid && s["alive"] == false),
+        "{sides:?}"
+    );
+
     let names = [both.0.as_str(), live.0.as_str(), fresh.0.as_str(), plain.0.as_str()];
     let before = ls(&[], &names);
     assert_eq!(before.len(), 4, "{before:?}");
@@ -153,7 +230,10 @@ fn ls_marks_killed_users_dead_and_gc_removes_exactly_those() {
     assert_ok(&dry);
     let dry = String::from_utf8(dry.stdout).unwrap();
     assert!(dry.contains(&format!("would remove {}", both.0)), "{dry}");
-    for name in [&live.0, &fresh.0, &plain.0, &theirs.0] {
+    for name in [&topic.0, &many.0, &svc.0] {
+        assert!(dry.contains(&format!("would remove {name}")), "{dry}");
+    }
+    for name in [&live.0, &fresh.0, &plain.0, &theirs.0, &topic_live.0] {
         assert!(!dry.contains(name.as_str()), "{name} in {dry}");
     }
     assert!(exists(&both.0), "dry run removes nothing");
@@ -163,13 +243,18 @@ fn ls_marks_killed_users_dead_and_gc_removes_exactly_those() {
     let gc = String::from_utf8(gc.stdout).unwrap();
     assert!(gc.contains(&format!("removed {}", both.0)), "{gc}");
     assert!(!exists(&both.0));
-    for name in [&live.0, &fresh.0, &plain.0] {
+    for name in [&topic.0, &many.0, &svc.0] {
+        assert!(gc.contains(&format!("removed {name}")), "{gc}");
+        assert!(!exists(name), "{name} is still there");
+    }
+    for name in [&live.0, &fresh.0, &plain.0, &topic_live.0] {
         assert!(exists(name), "{name} was removed: {gc}");
     }
     if rustix::process::geteuid().is_root() {
         assert!(exists(&theirs.0), "another user's channel was removed");
     }
     kill(live_tx);
+    kill(live_sub);
 
     // The library: remove_if_stale leaves a live or fresh channel, and
     // collect_stale on create replaces a stale one of the same name.

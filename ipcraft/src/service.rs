@@ -47,7 +47,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::channel::lanes::{Group, Kind, MAX_LANES};
-use crate::channel::{ChannelOptions, MultiReceiver, Receiver, Sender, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
+use crate::channel::{ChannelOptions, MultiReceiver, Receiver, Sender, SideState, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
 use crate::error::{Cause, Error, Result};
 use crate::name::Name;
 
@@ -254,6 +254,108 @@ pub fn remove(name: impl AsRef<OsStr>) -> Result<()> {
         }
     }
     crate::shm::remove(&name).map_err(|e| e.relabel("remove service", &name))
+}
+
+/// Removes the named service if it is what a crash leaves behind (see
+/// [`ServiceStat::is_stale`]), and says whether it did; every side's
+/// liveness lock is taken first, so a server or client attaching meanwhile
+/// makes this leave it alone.
+///
+/// # Errors
+///
+/// [`Cause::Invalid`] if the object is not an ipcraft service (it is left
+/// alone), and the errors of opening it.
+pub fn remove_if_stale(name: impl AsRef<OsStr>) -> Result<bool> {
+    const OP: &str = "remove stale service";
+    let name = Name::new(name)?;
+    match Group::open(&name, false, false, Duration::ZERO)? {
+        Some(group) if group.kind == Kind::Service => group.remove_if_stale(&name, OP),
+        _ => Err(Error::new(OP, &name, Cause::Invalid("not an ipcraft service"))),
+    }
+}
+
+/// What [`stat`] reports about a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceStat {
+    /// Client slots.
+    pub clients: u32,
+    /// Bytes of each lane's ring.
+    pub capacity: u64,
+    /// The server (it holds every response lane's sending side).
+    pub server: SideState,
+    /// Each slot that is or was in use: its index and its client's state.
+    pub slots: Vec<(u32, SideState)>,
+}
+
+impl ServiceStat {
+    /// Whether this service is what a crash leaves behind: a server or
+    /// client died without leaving, and nobody is alive (as
+    /// [`ChannelStat::is_stale`](crate::channel::ChannelStat::is_stale)).
+    pub fn is_stale(&self) -> bool {
+        let sides = || std::iter::once(&self.server).chain(self.slots.iter().map(|(_, s)| s));
+        sides().any(|s| matches!(s, SideState::Dead(_))) && !sides().any(|s| matches!(s, SideState::Alive(_)))
+    }
+}
+
+impl fmt::Display for ServiceStat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "clients={} capacity={} server={}",
+            self.clients, self.capacity, self.server
+        )?;
+        for (slot, state) in &self.slots {
+            write!(
+                f,
+                "
+client {slot}: {state}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Reports on the named service without attaching (read-only).
+///
+/// # Errors
+///
+/// [`Cause::Invalid`] if the object is not an ipcraft service;
+/// [`Cause::Corrupted`] if its header does not hold together.
+pub fn stat(name: impl AsRef<OsStr>) -> Result<ServiceStat> {
+    let name = Name::new(name)?;
+    let group = match Group::open(&name, true, false, Duration::ZERO)? {
+        Some(group) if group.kind == Kind::Service => group,
+        _ => {
+            return Err(Error::new(
+                "open service",
+                &name,
+                Cause::Invalid("not an ipcraft service"),
+            ))
+        }
+    };
+    // Lanes pair up: a client's requests (it sends), then its responses
+    // (the server sends).
+    let lanes = group.stats()?;
+    let server = lanes
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|l| l.sender)
+        .find(|s| *s != SideState::Absent)
+        .unwrap_or(SideState::Absent);
+    let slots = lanes
+        .iter()
+        .step_by(2)
+        .enumerate()
+        .filter(|(_, l)| l.sender != SideState::Absent)
+        .map(|(i, l)| (i as u32, l.sender))
+        .collect();
+    Ok(ServiceStat {
+        clients: (lanes.len() / 2) as u32,
+        capacity: lanes.first().map_or(0, |l| l.capacity),
+        server,
+        slots,
+    })
 }
 
 /// A request taken by [`Server::recv`], to answer with [`Server::reply`].

@@ -152,20 +152,37 @@ impl ChannelStat {
 pub fn remove_if_stale(name: impl AsRef<OsStr>) -> Result<bool> {
     const OP: &str = "remove stale channel";
     let name = Name::new(name)?;
+    if let Some(group) = super::lanes::Group::open(&name, false, false, Duration::ZERO)? {
+        if group.kind != super::lanes::Kind::Senders {
+            return Err(Error::new(OP, &name, Cause::Invalid("it is a service, not a channel")));
+        }
+        return group.remove_if_stale(&name, OP);
+    }
     let shm = Shm::open(&name).map_err(|e| e.relabel(OP, &name))?;
     let mapped = Mapped::open(Backing::Named(shm), name.to_string(), Duration::ZERO)?;
     if !mapped.stat()?.is_stale() {
         return Ok(false);
     }
-    for byte in [SENDER_LOCK_BYTE, RECEIVER_LOCK_BYTE] {
-        match sys::ofd_lock(mapped.backing.fd(), byte) {
+    remove_under_locks(mapped.backing.fd(), [SENDER_LOCK_BYTE, RECEIVER_LOCK_BYTE], &name, OP)
+}
+
+/// Takes every liveness lock in `bytes` on `fd` (each side's of an object
+/// judged stale), then removes `name`. `Ok(false)`, leaving it, when one
+/// is held: a process attached since the judgement.
+pub(crate) fn remove_under_locks(
+    fd: std::os::fd::BorrowedFd<'_>,
+    bytes: impl IntoIterator<Item = i64>,
+    name: &Name,
+    op: &'static str,
+) -> Result<bool> {
+    for byte in bytes {
+        match sys::ofd_lock(fd, byte) {
             Ok(()) => {}
-            // Someone attached since: not stale any more.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => return Ok(false),
-            Err(e) => return Err(Error::new(OP, &name, e)),
+            Err(e) => return Err(Error::new(op, name, e)),
         }
     }
-    crate::shm::remove(&name).map_err(|e| e.relabel(OP, &name))?;
+    crate::shm::remove(name).map_err(|e| e.relabel(op, name))?;
     Ok(true)
 }
 

@@ -25,10 +25,10 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::layout::{ATTACHED, HEADER_SIZE};
+use super::layout::{ATTACHED, HEADER_SIZE, RECEIVER_LOCK_BYTE, SENDER_LOCK_BYTE};
 use super::object::{own_description, Backing, Endpoint, Mapped, Wait};
 use super::receiver::SenderView;
-use super::{Bell, ChannelOptions, ChannelStat, Park, Receiver, Sender};
+use super::{Bell, ChannelOptions, ChannelStat, Park, Receiver, Sender, SideState};
 use crate::error::{Cause, Context, Error, Result};
 use crate::name::Name;
 use crate::shm::{Shm, ShmOptions};
@@ -211,6 +211,25 @@ impl Group {
         }
     }
 
+    /// Removes the object (`name`) if it is what a crash leaves behind: a
+    /// side of some lane died without leaving and no side of any lane is
+    /// alive; every lane's locks are taken first (see
+    /// [`remove_if_stale`](super::remove_if_stale)).
+    pub(crate) fn remove_if_stale(&self, name: &Name, op: &'static str) -> Result<bool> {
+        let stats = self.stats()?;
+        let sides = || stats.iter().flat_map(|l| [l.sender, l.receiver]);
+        let stale =
+            sides().any(|s| matches!(s, SideState::Dead(_))) && !sides().any(|s| matches!(s, SideState::Alive(_)));
+        if !stale {
+            return Ok(false);
+        }
+        let bytes = (0..self.lanes).flat_map(|k| {
+            let base = lane_base(k, self.capacity) as i64;
+            [base + SENDER_LOCK_BYTE, base + RECEIVER_LOCK_BYTE]
+        });
+        super::admin::remove_under_locks(self.shm.as_fd(), bytes, name, op)
+    }
+
     /// A descriptor of the object with its own open file description, so
     /// a lane's locks are its own.
     fn backing(&self) -> Result<Backing> {
@@ -359,7 +378,9 @@ impl MultiReceiver {
         let bell = Bell::bind().context("bind doorbell for", &group.label)?;
         let mut lanes = Vec::with_capacity((group.lanes / step) as usize);
         for k in (0..group.lanes).step_by(step as usize) {
-            let mut rx = Receiver::unattached(group.lane(k)?, Duration::ZERO);
+            // With the spin, so a spinning receiver gets the light fast
+            // path (a compiler fence, not a full one, per message).
+            let mut rx = Receiver::unattached(group.lane(k)?, spin);
             rx.park_init(bell.nonce())?;
             lanes.push(rx);
         }

@@ -53,7 +53,7 @@
 //! [`Cause::PeerDied`]: crate::Cause::PeerDied
 //! [`Cause::Corrupted`]: crate::Cause::Corrupted
 
-mod admin;
+pub(crate) mod admin;
 mod bell;
 pub(crate) mod lanes;
 pub(crate) mod layout;

@@ -267,6 +267,16 @@ pub struct TopicStat {
     pub subscribers: Vec<(u32, SideState, u64)>,
 }
 
+impl TopicStat {
+    /// Whether this topic is what a crash leaves behind: the publisher or a
+    /// subscriber died without leaving, and nobody is alive (as
+    /// [`ChannelStat::is_stale`](crate::channel::ChannelStat::is_stale)).
+    pub fn is_stale(&self) -> bool {
+        let sides = || std::iter::once(&self.publisher).chain(self.subscribers.iter().map(|(_, s, _)| s));
+        sides().any(|s| matches!(s, SideState::Dead(_))) && !sides().any(|s| matches!(s, SideState::Alive(_)))
+    }
+}
+
 impl fmt::Display for TopicStat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -290,6 +300,26 @@ impl fmt::Display for TopicStat {
 /// Reports on the named topic without attaching (read-only).
 pub fn stat(name: impl AsRef<OsStr>) -> Result<TopicStat> {
     TopicMap::open_read_only(name)?.stat()
+}
+
+/// Removes the named topic if it is what a crash leaves behind (see
+/// [`TopicStat::is_stale`]), and says whether it did; the publisher's and
+/// every slot's liveness lock are taken first, so a process attaching
+/// meanwhile makes this leave it alone.
+///
+/// # Errors
+///
+/// [`Cause::Corrupted`] if the object is not a topic (it is left alone),
+/// and the errors of opening it.
+pub fn remove_if_stale(name: impl AsRef<OsStr>) -> Result<bool> {
+    const OP: &str = "remove stale topic";
+    let name = Name::new(name)?;
+    let t = TopicMap::open(&name, Duration::ZERO)?;
+    if !t.stat()?.is_stale() {
+        return Ok(false);
+    }
+    let bytes = std::iter::once(layout::PUBLISHER_LOCK_BYTE).chain((0..t.slots).map(publisher::lock_byte));
+    crate::channel::admin::remove_under_locks(t.fd(), bytes, &name, OP)
 }
 
 /// Whether `a` comes before `b` (positions count bytes modulo 2^64).
