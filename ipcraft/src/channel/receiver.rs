@@ -81,7 +81,7 @@ impl Receiver {
             return Ok(None);
         }
         let ring = self.mapped.ring;
-        let mut waiter = Waiter::polling(self.att.spin, wait.deadline());
+        let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
             ring.prefetch_after(self.head);
             let observed = match ring.peek(self.head).map_err(|c| self.mapped.corrupted(RECV_OP, c))? {
