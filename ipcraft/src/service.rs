@@ -305,11 +305,7 @@ impl fmt::Display for ServiceStat {
             self.clients, self.capacity, self.server
         )?;
         for (slot, state) in &self.slots {
-            write!(
-                f,
-                "
-client {slot}: {state}"
-            )?;
+            write!(f, "\nclient {slot}: {state}")?;
         }
         Ok(())
     }
