@@ -392,3 +392,91 @@ fn shrinking_a_channel_is_refused_or_survived() {
         ));
     }
 }
+
+/// A sender killed mid-stream and replaced before the receiver looked:
+/// the receiver (stopped meanwhile) gets what the dead sender committed
+/// and the replacement's continuation, then reports the death by the dead
+/// sender's pid (exit 1) instead of a clean end; the replacement's end
+/// marker is taken, so the replacement exits 0. On a many-sender channel
+/// with every lane taken, the same for the lane taken over.
+#[test]
+fn a_death_between_two_senders_is_reported_even_when_unseen() {
+    for senders in [None, Some("2")] {
+        let name = ShmName::new("takeover");
+        let dir = TempDir::new();
+        let mut create = vec!["chan", "create", name.0.as_str()];
+        if let Some(n) = senders {
+            create.extend(["--senders", n]);
+        }
+        assert_ok(&run(ipcraft().args(&create), b""));
+        let out = dir.join("out");
+        let rx = receiver(&name.0, &out);
+        eventually("the receiver attached", || {
+            channel::stat_lanes(&name.0).is_ok_and(|l| alive(l[0].receiver))
+        });
+        // SIGSTOP: it cannot look at the first sender between its death and
+        // its replacement.
+        rustix::process::kill_process(rustix::process::Pid::from_child(&rx), rustix::process::Signal::STOP).unwrap();
+        let (mut first, mut first_in) = sender(&name.0);
+        first_in.write_all(b"from the first\n").unwrap();
+        first_in.flush().unwrap();
+        let in_flight = |name: &str| {
+            channel::stat_lanes(name)
+                .unwrap()
+                .iter()
+                .map(|l| l.in_flight)
+                .sum::<u64>()
+        };
+        eventually("the first sender committed", || in_flight(&name.0) > 0);
+        // On the many-sender channel a second, live sender takes the other
+        // lane, so the replacement must take over the dead one's.
+        let other = senders.map(|_| {
+            let (child, stdin) = sender(&name.0);
+            eventually("the other sender attached", || {
+                channel::stat_lanes(&name.0).unwrap().iter().all(|l| alive(l.sender))
+            });
+            (child, stdin)
+        });
+        let first_pid = first.id();
+        kill9(&mut first);
+        drop(first_in);
+        let mut replacement = ipcraft()
+            .args(["chan", "send", &name.0])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = replacement.stdin.take().unwrap();
+        stdin.write_all(b"from the replacement\n").unwrap();
+        drop(stdin);
+        eventually("the replacement took over", || {
+            channel::stat_lanes(&name.0)
+                .unwrap()
+                .iter()
+                .any(|l| l.sender == SideState::Alive(replacement.id()))
+        });
+        // Its input ends; it waits for the receiver to take its end.
+        let other = other.map(|(child, stdin)| {
+            drop(stdin);
+            child
+        });
+        rustix::process::kill_process(rustix::process::Pid::from_child(&rx), rustix::process::Signal::CONT).unwrap();
+        let (status, err) = finish(rx);
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("sender (pid {first_pid}) died")),
+            "{senders:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "from the first\nfrom the replacement\n",
+            "{senders:?}"
+        );
+        let (status, err) = finish(replacement);
+        assert!(status.success(), "{senders:?}: the replacement: {err}");
+        if let Some(other) = other {
+            let (status, err) = finish(other);
+            assert!(status.success(), "the other sender: {err}");
+        }
+    }
+}

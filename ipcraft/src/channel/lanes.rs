@@ -489,14 +489,17 @@ impl MultiReceiver {
             }
             self.lanes[k].next_stream();
             self.ended_any = true;
-            return Err(Error::new(
+            let e = Error::new(
                 RECV_OP,
                 &self.group.label,
                 Cause::PeerDied {
                     side: "sender",
                     pid: dead.pid,
                 },
-            ));
+            );
+            // Its successor's takeover record names the same death.
+            self.lanes[k].note_reported(&e);
+            return Err(e);
         }
         Ok(None)
     }

@@ -70,6 +70,11 @@ pub(crate) struct Side {
     /// that finds the lock still held then checks again shortly instead of
     /// waiting for a ring or the process's exit.
     pub leaving: AtomicU32,
+    /// How many times a sender took over a stream whose sender had died
+    /// mid-stream (sender side only).
+    pub takeovers: AtomicU32,
+    /// The pid of the sender that died, as the latest takeover found it.
+    pub died: AtomicU32,
 }
 
 /// The header, at offset 0 of the object.

@@ -29,6 +29,8 @@ pub struct Receiver {
     /// The sender's death, found while waiting: reported once everything
     /// it committed has been delivered.
     sender_gone: Option<Error>,
+    /// The sender side's takeover count as this receiver last saw it.
+    takeovers: u32,
 }
 
 impl Receiver {
@@ -93,9 +95,19 @@ impl Receiver {
                 Peek::Closed => {
                     self.advance(ring::FRAME_ALIGN);
                     self.ended = true;
+                    // A death between two senders of this stream is
+                    // reported instead of the end (which the next call
+                    // reports); the end marker is taken either way, so the
+                    // last sender learns its stream was received.
+                    if let Some(e) = self.takeover_death() {
+                        return Err(e);
+                    }
                     return Ok(None);
                 }
                 Peek::Aborted => {
+                    if let Some(e) = self.takeover_death() {
+                        return Err(e);
+                    }
                     self.advance(ring::FRAME_ALIGN);
                     self.ended = true;
                     return Err(self.err(Cause::Aborted));
@@ -119,6 +131,10 @@ impl Receiver {
             // Everything the sender committed is delivered by now: only
             // then is its death reported.
             if let Some(e) = self.sender_gone.take() {
+                self.note_reported(&e);
+                return Err(e);
+            }
+            if let Some(e) = self.takeover_death() {
                 return Err(e);
             }
             if let Wait::No = wait {
@@ -145,6 +161,36 @@ impl Receiver {
                 Err(Stop::TimedOut) => return Err(self.err(Cause::TimedOut)),
                 // Look at the ring once more before reporting it.
                 Err(Stop::Failed(())) => self.sender_gone = gone,
+            }
+        }
+    }
+
+    /// The death of a sender that another took over from since this
+    /// receiver last looked (see `Sender`'s attach): reported once, and not
+    /// if a receiver of this channel (this one or an earlier one) reported
+    /// that sender's death already. The receiver side's `died` word holds
+    /// the last sender death a receiver reported.
+    fn takeover_death(&mut self) -> Option<Error> {
+        let h = self.mapped.header();
+        let count = h.sender.0.takeovers.load(Ordering::Acquire);
+        if count == self.takeovers {
+            return None;
+        }
+        self.takeovers = count;
+        let pid = h.sender.0.died.load(Ordering::Acquire);
+        if pid == h.receiver.0.died.swap(pid, Ordering::AcqRel) {
+            return None;
+        }
+        Some(self.err(Cause::PeerDied { side: "sender", pid }))
+    }
+
+    /// Records a sender death about to be reported (see
+    /// [`takeover_death`](Self::takeover_death)), so a takeover record of
+    /// the same death is not reported again, by this receiver or the next.
+    pub(crate) fn note_reported(&mut self, e: &Error) {
+        if let Cause::PeerDied { pid, .. } = e.cause() {
+            if self.att.is_mine() {
+                self.mapped.header().receiver.0.died.store(*pid, Ordering::Release);
             }
         }
     }
@@ -360,6 +406,7 @@ impl Endpoint for Receiver {
             ended: false,
             sender_seen: false,
             sender_gone: None,
+            takeovers: 0,
         }
     }
 
@@ -371,6 +418,8 @@ impl Endpoint for Receiver {
         if head % ring::FRAME_ALIGN != 0 {
             return Err(self.err(Cause::Corrupted(format!("read position {head} is not aligned"))));
         }
+        // Takeovers before this receiver came are not its to report.
+        self.takeovers = self.mapped.header().sender.0.takeovers.load(Ordering::Acquire);
         self.att.attach(&self.mapped)?;
         self.head = head;
         // A sender alive now is one this receiver has seen: if its lock

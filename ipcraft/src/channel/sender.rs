@@ -541,6 +541,7 @@ impl Endpoint for Sender {
             .check_head(head, head, tail)
             .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
         self.receivers_before = h.receiver.0.attaches.load(Ordering::Acquire);
+        let predecessor = h.sender.0.pid.load(Ordering::Acquire);
         let before = self.att.attach(&self.mapped)?;
         // A predecessor that died may have published frames without
         // publishing its position: continue after the last committed one
@@ -552,9 +553,14 @@ impl Endpoint for Sender {
             .map_err(|c| self.err(Cause::Corrupted(c.0)))?;
         h.tail.0.store(tail, Ordering::Release);
         // A new stream starts unless this sender takes over one whose sender
-        // died mid-stream.
+        // died mid-stream. A takeover is recorded (the dead sender's pid,
+        // then the count), so a receiver that never saw the death between
+        // the two senders still reports it.
         if before != ATTACHED || ended {
             h.stream.0.fetch_add(1, Ordering::AcqRel);
+        } else {
+            h.sender.0.died.store(predecessor, Ordering::Release);
+            h.sender.0.takeovers.fetch_add(1, Ordering::AcqRel);
         }
         (self.tail, self.head) = (tail, head);
         // A receiver alive now is one this sender has seen: if it goes, it
