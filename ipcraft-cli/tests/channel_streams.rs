@@ -440,13 +440,7 @@ fn a_death_between_two_senders_is_reported_even_when_unseen() {
         let first_pid = first.id();
         kill9(&mut first);
         drop(first_in);
-        let mut replacement = ipcraft()
-            .args(["chan", "send", &name.0])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = replacement.stdin.take().unwrap();
+        let (replacement, mut stdin) = sender(&name.0);
         stdin.write_all(b"from the replacement\n").unwrap();
         drop(stdin);
         eventually("the replacement took over", || {

@@ -17,15 +17,31 @@ use ipcraft::topic;
 
 /// `topic sub NAME > out`, stderr piped.
 fn subscriber(name: &str, out: &Path, extra: &[&str]) -> Child {
-    ipcraft()
-        .args(["topic", "sub", name])
+    subscriber_cmd(name, out, extra).spawn().unwrap()
+}
+
+/// The command of [`subscriber`], to add to before it starts.
+fn subscriber_cmd(name: &str, out: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = ipcraft();
+    cmd.args(["topic", "sub", name])
         // A child left behind by a failed test still ends.
         .args(["--timeout", "60"])
         .args(extra)
         .stdout(std::fs::File::create(out).unwrap())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// `topic pub NAME` reading from a pipe the test writes, stderr piped.
+fn publisher(name: &str) -> (Child, std::process::ChildStdin) {
+    let mut child = ipcraft()
+        .args(["topic", "pub", name])
+        .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
 }
 
 /// Waits, bounded, until `n` subscribers are attached and alive.
@@ -106,13 +122,7 @@ fn a_killed_subscriber_stops_neither_the_publisher_nor_the_others() {
     // The slow one stops reading: the publisher fills the ring and waits for it.
     rustix::process::kill_process(rustix::process::Pid::from_child(&slow), rustix::process::Signal::STOP).unwrap();
     let input = lines(5_000);
-    let mut publisher = ipcraft()
-        .args(["topic", "pub", &name.0])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = publisher.stdin.take().unwrap();
+    let (publisher, mut stdin) = publisher(&name.0);
     let feed = input.clone();
     let feeder = std::thread::spawn(move || {
         let _ = stdin.write_all(&feed);
@@ -207,22 +217,14 @@ fn every_sleeping_subscriber_is_woken_for_each_message() {
     let subs: Vec<_> = outs
         .iter()
         .map(|out| {
-            ipcraft()
-                .args(["topic", "sub", &name.0, "--timeout", "60"])
+            subscriber_cmd(&name.0, out, &[])
                 .env("IPCRAFT_CHANNEL_NO_NAP", "1")
-                .stdout(std::fs::File::create(out).unwrap())
-                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     until_subscribed(&name.0, 3);
-    let mut publisher = ipcraft()
-        .args(["topic", "pub", &name.0])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = publisher.stdin.take().unwrap();
+    let (mut publisher, mut stdin) = publisher(&name.0);
     let mut sent = Vec::new();
     for i in 0..20 {
         let line = format!("message {i}\n");
@@ -262,12 +264,7 @@ fn a_dead_publisher_is_reported_within_a_second() {
     let out = dir.join("sub");
     let sub = subscriber(&name.0, &out, &[]);
     until_subscribed(&name.0, 1);
-    let mut publisher = ipcraft()
-        .args(["topic", "pub", &name.0])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = publisher.stdin.take().unwrap();
+    let (mut publisher, mut stdin) = publisher(&name.0);
     stdin.write_all(b"first\nsecond\n").unwrap();
     stdin.flush().unwrap();
     let deadline = Instant::now() + TIMEOUT;
@@ -317,11 +314,7 @@ fn bad_input_gets_a_clear_error() {
         "subscriber slots",
     );
     // A second publisher while one is alive is refused with its pid.
-    let mut publisher = ipcraft()
-        .args(["topic", "pub", &name.0])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut publisher, stdin) = publisher(&name.0);
     let deadline = Instant::now() + TIMEOUT;
     while !matches!(topic::stat(&name.0).unwrap().publisher, SideState::Alive(_)) {
         assert!(Instant::now() < deadline);
@@ -329,7 +322,7 @@ fn bad_input_gets_a_clear_error() {
     }
     let out = run(ipcraft().args(["topic", "pub", &name.0]), b"x\n");
     assert_fails(&out, 1, &format!("already has a publisher (pid {})", publisher.id()));
-    drop(publisher.stdin.take());
+    drop(stdin);
     assert!(wait(&mut publisher).success());
     assert!(wait(&mut first).success());
     // A message larger than the ring's largest is split, not refused.

@@ -486,19 +486,8 @@ impl RecvView<'_> {
 
     /// Copies `dst.len()` bytes of the message starting at `offset`.
     pub fn copy_to(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
-        match offset.checked_add(dst.len()) {
-            Some(end) if end <= self.len => {
-                // SAFETY: the range is within the frame, which peek checked
-                // lies in the ring.
-                unsafe { ring::copy_from_shared(dst, self.ptr().add(offset)) };
-                Ok(())
-            }
-            _ => Err(self.rx.err(Cause::OverLimit {
-                requested: (offset as u64).saturating_add(dst.len() as u64),
-                limit: self.len as u64,
-                limit_name: "the message",
-            })),
-        }
+        // SAFETY: peek checked that the frame lies in the ring.
+        unsafe { ring::read_within(self.ptr(), self.len, offset, dst) }.map_err(|c| self.rx.err(c))
     }
 
     /// The message as a plain-old-data value; it must be exactly

@@ -44,6 +44,7 @@
 //! access, so a hostile peer can make the data wrong but cannot make this
 //! process read or write outside the ring.
 
+use crate::error::Cause;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -429,6 +430,48 @@ pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8]) {
     } else {
         // SAFETY: as above.
         unsafe { atomic_copy(dst, src.as_ptr(), src.len(), false) }
+    }
+}
+
+/// Copies `data` into the `len`-byte slot at `slot`, starting `offset`
+/// bytes in; the cause to report if it does not fit (nothing is copied).
+///
+/// # Safety
+///
+/// `slot..slot + len` must be mapped, writable ring space.
+pub(crate) unsafe fn write_within(slot: *mut u8, len: usize, offset: usize, data: &[u8]) -> Result<(), Cause> {
+    match offset.checked_add(data.len()) {
+        Some(end) if end <= len => {
+            // SAFETY: offset + data.len() <= len, inside the slot (caller).
+            unsafe { copy_to_shared(slot.add(offset), data) };
+            Ok(())
+        }
+        _ => Err(over_limit(offset, data.len(), len, "the reserved slot")),
+    }
+}
+
+/// Copies `dst.len()` bytes of the `len`-byte message at `frame`, starting
+/// `offset` bytes in; the cause to report if that runs past its end.
+///
+/// # Safety
+///
+/// `frame..frame + len` must be mapped and readable.
+pub(crate) unsafe fn read_within(frame: *const u8, len: usize, offset: usize, dst: &mut [u8]) -> Result<(), Cause> {
+    match offset.checked_add(dst.len()) {
+        Some(end) if end <= len => {
+            // SAFETY: offset + dst.len() <= len, inside the frame (caller).
+            unsafe { copy_from_shared(dst, frame.add(offset)) };
+            Ok(())
+        }
+        _ => Err(over_limit(offset, dst.len(), len, "the message")),
+    }
+}
+
+fn over_limit(offset: usize, n: usize, len: usize, limit_name: &'static str) -> Cause {
+    Cause::OverLimit {
+        requested: (offset as u64).saturating_add(n as u64),
+        limit: len as u64,
+        limit_name,
     }
 }
 

@@ -636,19 +636,9 @@ impl SendSlot<'_> {
     ///
     /// [`Cause::OverLimit`] if it does not fit in the slot.
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
-        match offset.checked_add(data.len()) {
-            Some(end) if end <= self.len => {
-                // SAFETY: offset + len is within the reserved slot, which is
-                // free ring space owned by this sender until commit.
-                unsafe { ring::copy_to_shared(self.as_mut_ptr().add(offset), data) };
-                Ok(())
-            }
-            _ => Err(self.tx.err(Cause::OverLimit {
-                requested: (offset as u64).saturating_add(data.len() as u64),
-                limit: self.len as u64,
-                limit_name: "the reserved slot",
-            })),
-        }
+        // SAFETY: the reserved slot is free ring space owned by this sender
+        // until commit.
+        unsafe { ring::write_within(self.as_mut_ptr(), self.len, offset, data) }.map_err(|c| self.tx.err(c))
     }
 
     /// Stores a plain-old-data value in the slot at `offset`.

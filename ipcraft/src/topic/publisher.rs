@@ -549,19 +549,9 @@ impl PublishSlot<'_> {
     ///
     /// [`Cause::OverLimit`] if it does not fit in the slot.
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
-        match offset.checked_add(data.len()) {
-            Some(end) if end <= self.len => {
-                // SAFETY: within the reserved frame, free ring space owned
-                // by the publisher until commit.
-                unsafe { ring::copy_to_shared(self.ptr().add(offset), data) };
-                Ok(())
-            }
-            _ => Err(self.p.err(Cause::OverLimit {
-                requested: (offset as u64).saturating_add(data.len() as u64),
-                limit: self.len as u64,
-                limit_name: "the reserved slot",
-            })),
-        }
+        // SAFETY: the reserved frame is free ring space owned by the
+        // publisher until commit.
+        unsafe { ring::write_within(self.ptr(), self.len, offset, data) }.map_err(|c| self.p.err(c))
     }
 
     /// Publishes the whole slot.

@@ -550,18 +550,9 @@ impl TopicView<'_> {
     /// [`Cause::OverLimit`] past the message's end; [`Cause::Lagged`] if
     /// the message was overwritten (what `dst` holds is then meaningless).
     pub fn copy_to(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
-        match offset.checked_add(dst.len()) {
-            Some(end) if end <= self.len => {
-                // SAFETY: within the frame, which peek checked lies in the ring.
-                unsafe { ring::copy_from_shared(dst, self.ptr().add(offset)) };
-                self.intact()
-            }
-            _ => Err(self.sub.err(Cause::OverLimit {
-                requested: (offset as u64).saturating_add(dst.len() as u64),
-                limit: self.len as u64,
-                limit_name: "the message",
-            })),
-        }
+        // SAFETY: peek checked that the frame lies in the ring.
+        unsafe { ring::read_within(self.ptr(), self.len, offset, dst) }.map_err(|c| self.sub.err(c))?;
+        self.intact()
     }
 
     /// Copies the message into a new vector.
