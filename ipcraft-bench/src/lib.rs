@@ -9,7 +9,7 @@ mod plot;
 pub mod report;
 pub mod transports;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -312,7 +312,14 @@ impl Progress {
     fn done(&self, line: &str) {
         self.done.set(self.done.get() + 1);
         if self.bar.is_none() {
-            eprintln!("ipcraft bench: [{}/{}] {line}", self.done.get(), self.total);
+            // A reader of stderr that went away must not end the run (it
+            // would leave its temporary files behind): errors are ignored.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "ipcraft bench: [{}/{}] {line}",
+                self.done.get(),
+                self.total
+            );
         }
     }
 

@@ -294,3 +294,34 @@ fn a_failed_measurement_is_reported_and_the_run_goes_on() {
     // Everything else was measured.
     assert!(doc["results"].as_array().unwrap().len() >= 3, "{}", doc["results"]);
 }
+
+/// A reader of the progress lines that goes away does not end the run: the
+/// bench finishes, prints its table and leaves nothing in its temporary
+/// directory.
+#[test]
+fn a_closed_stderr_neither_stops_the_run_nor_leaves_files() {
+    let tmp = TempDir::new();
+    let mut bench = ipcraft()
+        .args(["bench", "--quick", "--transports", "pipe", "--sizes", "64"])
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(bench.stderr.take());
+    let mut stdout = bench.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut v).unwrap();
+        v
+    });
+    let status = common::wait(&mut bench);
+    let table = reader.join().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        table.lines().any(|l| l.starts_with("pipe") && l.contains(" 64 B")),
+        "{table}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
