@@ -57,6 +57,18 @@ fn alive(s: SideState) -> bool {
     matches!(s, SideState::Alive(_))
 }
 
+/// Whether `child` has finished attaching: its side shows alive (its lock
+/// is held) and the process sleeps (waiting for data or for its stdin). A
+/// side whose lock is held may still be between taking the lock and
+/// marking itself attached (preempted there on a busy host); killed then,
+/// it leaves the channel looking as if nobody had come.
+fn settled(child: &Child, side: SideState) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // The state letter follows the command name in parentheses.
+    let asleep = state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'));
+    alive(side) && asleep
+}
+
 fn kill9(child: &mut Child) -> ExitStatus {
     child.kill().unwrap();
     let status = wait(child);
@@ -227,7 +239,7 @@ fn no_success_for_data_nobody_took() {
     let dir = TempDir::new();
     assert_ok(&run(ipcraft().args(["chan", "create", &name.0]), b""));
     let mut rx = receiver(&name.0, &dir.join("out"));
-    eventually("the receiver attached", || alive(stat(&name.0).receiver));
+    eventually("the receiver attached", || settled(&rx, stat(&name.0).receiver));
     kill9(&mut rx);
     let out = run(ipcraft().args(["chan", "send", &name.0]), &pattern(3000, 7));
     assert_eq!(out.status.code(), Some(1));
@@ -282,7 +294,7 @@ fn scribbled_state_words_do_not_hang_the_receiver() {
         let dir = TempDir::new();
         assert_ok(&run(ipcraft().args(["chan", "create", &name.0]), b""));
         let (mut tx, _stdin) = sender(&name.0);
-        eventually("the sender attached", || alive(stat(&name.0).sender));
+        eventually("the sender attached", || settled(&tx, stat(&name.0).sender));
         let rx = receiver(&name.0, &dir.join("out"));
         eventually("the receiver attached", || alive(stat(&name.0).receiver));
         // The sender's state word: after the identity and tail lines.

@@ -217,9 +217,16 @@ pub fn run(cmd: &mut Command, input: &[u8]) -> Output {
         let _ = err.read_to_end(&mut buf);
         buf
     });
-    let mut stdout = Vec::new();
-    let _ = out.read_to_end(&mut stdout);
+    // Both outputs are read in threads and the wait comes first: it is
+    // bounded (the child is killed at the time-out), a read to the end of a
+    // hung child's output is not.
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
     let status = wait(&mut child);
+    let stdout = out_reader.join().expect("stdout reader");
     let stderr = err_reader.join().expect("stderr reader");
     feeder.join().expect("stdin feeder");
     Output { status, stdout, stderr }
