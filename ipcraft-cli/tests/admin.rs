@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{as_nobody, assert_ok, ipcraft, run, wait, ShmName, TIMEOUT};
+use common::{as_nobody, assert_ok, ipcraft, run, settled, wait, ShmName, TIMEOUT};
 use ipcraft::channel::{self, ChannelOptions, SideState};
 use ipcraft::Cause;
 use serde_json::Value;
@@ -38,11 +38,12 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 /// A `chan recv NAME` process attached as the receiver.
 fn receiver(cmd: &mut Command, name: &str) -> Child {
     let child = cmd.args(["chan", "recv", name]).stdout(Stdio::null()).spawn().unwrap();
+    // Settled, not just alive: killed mid-attach it would look absent.
     eventually("the receiver attached", || {
         ChannelOptions::new()
             .allow_foreign(true)
             .stat(name)
-            .is_ok_and(|s| matches!(s.receiver, SideState::Alive(_)))
+            .is_ok_and(|s| settled(&child, s.receiver))
     });
     child
 }
@@ -54,7 +55,7 @@ fn sender(cmd: &mut Command, name: &str) -> Child {
         ChannelOptions::new()
             .allow_foreign(true)
             .stat(name)
-            .is_ok_and(|s| matches!(s.sender, SideState::Alive(_)))
+            .is_ok_and(|s| settled(&child, s.sender))
     });
     child
 }
@@ -104,8 +105,7 @@ fn ls_marks_killed_users_dead_and_gc_removes_exactly_those() {
                 .spawn()
                 .unwrap();
             eventually("the subscriber attached", || {
-                ipcraft::topic::stat(&t.0)
-                    .is_ok_and(|s| s.subscribers.iter().any(|(_, st, _)| matches!(st, SideState::Alive(_))))
+                ipcraft::topic::stat(&t.0).is_ok_and(|s| s.subscribers.iter().any(|(_, st, _)| settled(&child, *st)))
             });
             child
         })
@@ -118,7 +118,7 @@ fn ls_marks_killed_users_dead_and_gc_removes_exactly_those() {
         .spawn()
         .unwrap();
     eventually("the sender attached", || {
-        channel::stat_lanes(&many.0).is_ok_and(|l| l.iter().any(|l| matches!(l.sender, SideState::Alive(_))))
+        channel::stat_lanes(&many.0).is_ok_and(|l| l.iter().any(|l| settled(&many_tx, l.sender)))
     });
     let svc = ShmName::new("gc-svc");
     let server = ipcraft()
@@ -126,7 +126,7 @@ fn ls_marks_killed_users_dead_and_gc_removes_exactly_those() {
         .spawn()
         .unwrap();
     eventually("the server serves", || {
-        ipcraft::service::stat(&svc.0).is_ok_and(|s| matches!(s.server, SideState::Alive(_)))
+        ipcraft::service::stat(&svc.0).is_ok_and(|s| settled(&server, s.server))
     });
     let patterns = [topic.0.as_str(), topic_live.0.as_str(), many.0.as_str(), svc.0.as_str()];
     let seen = ls(&[], &patterns);

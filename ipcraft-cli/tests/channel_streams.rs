@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_ok, ipcraft, pattern, run, wait, ShmName, TempDir, TIMEOUT};
+use common::{assert_ok, ipcraft, pattern, run, settled, wait, ShmName, TempDir, TIMEOUT};
 use ipcraft::channel::{self, SideState};
 
 /// `chan recv NAME > file`, with stderr kept for the assertions.
@@ -55,18 +55,6 @@ fn stat(name: &str) -> channel::ChannelStat {
 
 fn alive(s: SideState) -> bool {
     matches!(s, SideState::Alive(_))
-}
-
-/// Whether `child` has finished attaching: its side shows alive (its lock
-/// is held) and the process sleeps (waiting for data or for its stdin). A
-/// side whose lock is held may still be between taking the lock and
-/// marking itself attached (preempted there on a busy host); killed then,
-/// it leaves the channel looking as if nobody had come.
-fn settled(child: &Child, side: SideState) -> bool {
-    let state = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-    // The state letter follows the command name in parentheses.
-    let asleep = state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'));
-    alive(side) && asleep
 }
 
 fn kill9(child: &mut Child) -> ExitStatus {

@@ -164,6 +164,19 @@ pub fn pass_fd(cmd: &mut Command, fd: OwnedFd, target: i32) {
     }
 }
 
+/// Whether `child` has finished attaching as a channel side whose state is
+/// `side`: the side shows alive (its lock is held) and the process sleeps
+/// (waiting for data, for room or for its stdin). A side whose lock is held
+/// may still be between taking the lock and marking itself attached
+/// (preempted there on a busy host); killed then, it leaves the channel
+/// looking as if nobody had come.
+pub fn settled(child: &Child, side: ipcraft::channel::SideState) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // The state letter follows the command name in parentheses.
+    let asleep = state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'));
+    matches!(side, ipcraft::channel::SideState::Alive(_)) && asleep
+}
+
 /// Waits for `child` at most [`TIMEOUT`]; kills it and panics on time-out.
 pub fn wait(child: &mut Child) -> ExitStatus {
     match ipcraft::process::wait_timeout(child, TIMEOUT).expect("wait") {
