@@ -160,16 +160,7 @@ impl IoxLink {
         let mut spins = 0u32;
         loop {
             if let Some(sample) = subscriber.receive().map_err(err)? {
-                let payload = sample.payload();
-                if payload.len() != buf.len() {
-                    return Err(io::Error::other(format!(
-                        "sample of {} bytes, expected {}",
-                        payload.len(),
-                        buf.len()
-                    )));
-                }
-                buf.copy_from_slice(payload);
-                return Ok(());
+                return super::transports::copy_whole(sample.payload(), buf);
             }
             spins = spins.wrapping_add(1);
             if spins % 4096 == 0 {

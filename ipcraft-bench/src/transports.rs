@@ -403,14 +403,7 @@ impl Prepared {
                 let (out, inp) = if first { (ab, ba) } else { (ba, ab) };
                 let tx = Sender::open(out).map_err(err)?;
                 let rx = Receiver::open(inp).map_err(err)?;
-                // The parent removes the names when its side is done; the
-                // child must leave them to it.
-                let names = if first {
-                    Some(names)
-                } else {
-                    std::mem::forget(names);
-                    None
-                };
+                let names = parent_keeps(names, first);
                 AnyLink::Chan {
                     tx,
                     rx,
@@ -439,12 +432,7 @@ impl Prepared {
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                let names = if first {
-                    Some(names)
-                } else {
-                    std::mem::forget(names);
-                    None
-                };
+                let names = parent_keeps(names, first);
                 AnyLink::Topic {
                     publisher,
                     subscribers,
@@ -629,8 +617,19 @@ impl AnyLink {
     }
 }
 
+/// The names a side removes when it is done: the parent's; the child must
+/// leave them to it (forgotten, so its drop removes nothing).
+fn parent_keeps<T>(names: T, first: bool) -> Option<T> {
+    if first {
+        Some(names)
+    } else {
+        std::mem::forget(names);
+        None
+    }
+}
+
 /// Copies a received message that must be exactly `buf.len()` bytes.
-fn copy_whole(got: &[u8], buf: &mut [u8]) -> io::Result<()> {
+pub(crate) fn copy_whole(got: &[u8], buf: &mut [u8]) -> io::Result<()> {
     if got.len() != buf.len() {
         return Err(io::Error::other(format!(
             "message of {} bytes, expected {}",
@@ -749,14 +748,7 @@ impl Link for AnyLink {
             AnyLink::Tcp(s) => s.read_exact(buf),
             AnyLink::Queue { rx, buf: qbuf, .. } => {
                 let (n, _) = rx.recv(qbuf).map_err(err)?;
-                if n != buf.len() {
-                    return Err(io::Error::other(format!(
-                        "message of {n} bytes, expected {}",
-                        buf.len()
-                    )));
-                }
-                buf.copy_from_slice(&qbuf[..n]);
-                Ok(())
+                copy_whole(&qbuf[..n], buf)
             }
             AnyLink::ShmFutex {
                 map, size, inp, seq_in, ..
@@ -806,15 +798,7 @@ impl Link for AnyLink {
             #[cfg(feature = "ipc-channel")]
             AnyLink::IpcChannel(_, rx) => {
                 let got = rx.recv().map_err(|e| io::Error::other(format!("ipc-channel: {e:?}")))?;
-                if got.len() != buf.len() {
-                    return Err(io::Error::other(format!(
-                        "message of {} bytes, expected {}",
-                        got.len(),
-                        buf.len()
-                    )));
-                }
-                buf.copy_from_slice(&got);
-                Ok(())
+                copy_whole(&got, buf)
             }
         }
     }

@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_fails, assert_ok, ipcraft, pattern, role, run, wait, wait_ok, ShmName, TIMEOUT};
+use common::{assert_fails, assert_ok, ipcraft, pattern, role, run, spawn_fed, wait, wait_ok, ShmName, TIMEOUT};
 use ipcraft::channel::{self, ChannelOptions, Receiver, Sender};
 use ipcraft::shm::{Shm, ShmOptions};
 use ipcraft::Cause;
@@ -621,13 +621,7 @@ fn cli_kill_either_side_is_reported_within_5_seconds() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut send = ipcraft()
-            .args(["chan", "send", &name.0])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = send.stdin.take().unwrap();
+        let (mut send, mut input) = spawn_fed(ipcraft().args(["chan", "send", &name.0]));
         // Stream enough that both sides are attached and busy.
         let chunk = pattern(1 << 20, 5);
         for _ in 0..4 {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_fails, assert_ok, ipcraft, run, wait, wait_with_stderr, ShmName, TempDir, TIMEOUT};
+use common::{assert_fails, assert_ok, ipcraft, run, spawn_fed, wait, wait_with_stderr, ShmName, TempDir, TIMEOUT};
 use ipcraft::channel::{self, SideState};
 
 fn create(name: &str, senders: &str, capacity: &str) {
@@ -31,14 +31,7 @@ fn receiver(name: &str, out: &Path) -> Child {
 }
 
 fn sender(name: &str) -> (Child, ChildStdin) {
-    let mut child = ipcraft()
-        .args(["chan", "send", name, "--timeout", "60"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (child, stdin)
+    spawn_fed(ipcraft().args(["chan", "send", name, "--timeout", "60"]))
 }
 
 /// Sender `tag`'s input: `count` numbered lines of varied length.

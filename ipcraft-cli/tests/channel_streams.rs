@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_ok, ipcraft, pattern, run, settled, wait, ShmName, TempDir, TIMEOUT};
+use common::{assert_ok, ipcraft, pattern, run, settled, spawn_fed, wait, ShmName, TempDir, TIMEOUT};
 use ipcraft::channel::{self, SideState};
 
 /// `chan recv NAME > file`, with stderr kept for the assertions.
@@ -26,14 +26,7 @@ fn receiver(name: &str, out: &Path) -> Child {
 
 /// `chan send NAME` reading from a pipe this test writes.
 fn sender(name: &str) -> (Child, ChildStdin) {
-    let mut child = ipcraft()
-        .args(["chan", "send", name])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (child, stdin)
+    spawn_fed(ipcraft().args(["chan", "send", name]))
 }
 
 /// Waits, bounded, until `check` holds.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_fails, assert_ok, ipcraft, run, wait, wait_with_stderr, ShmName, TempDir, TIMEOUT};
+use common::{assert_fails, assert_ok, ipcraft, run, spawn_fed, wait, wait_with_stderr, ShmName, TempDir, TIMEOUT};
 use ipcraft::channel::SideState;
 use ipcraft::topic;
 
@@ -34,14 +34,7 @@ fn subscriber_cmd(name: &str, out: &Path, extra: &[&str]) -> std::process::Comma
 
 /// `topic pub NAME` reading from a pipe the test writes, stderr piped.
 fn publisher(name: &str) -> (Child, std::process::ChildStdin) {
-    let mut child = ipcraft()
-        .args(["topic", "pub", name])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (child, stdin)
+    spawn_fed(ipcraft().args(["topic", "pub", name]))
 }
 
 /// Waits, bounded, until `n` subscribers are attached and alive.

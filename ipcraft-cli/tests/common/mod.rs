@@ -20,3 +20,15 @@ pub fn c_program(name: &str) -> PathBuf {
             .join(format!("{name}.c")),
     )
 }
+
+/// Spawns `cmd` with stdin and stderr piped and returns it with the write
+/// end of its stdin, for a test that feeds it over time.
+pub fn spawn_fed(cmd: &mut Command) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
