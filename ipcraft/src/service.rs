@@ -47,6 +47,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::channel::lanes::{Group, Kind, MAX_LANES};
+use crate::channel::object::Wait;
 use crate::channel::{ChannelOptions, MultiReceiver, Receiver, Sender, SideState, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
 use crate::error::{Cause, Error, Result};
 use crate::name::Name;
@@ -366,7 +367,6 @@ pub struct Request {
 pub struct Server {
     requests: MultiReceiver,
     responses: Vec<Sender>,
-    buf: Vec<u8>,
 }
 
 impl fmt::Debug for Server {
@@ -406,11 +406,9 @@ impl Server {
             })?;
             responses.push(tx);
         }
-        let capacity = group.capacity as usize;
         Ok(Self {
             requests: MultiReceiver::attach_lanes(group, 2, true, spin)?,
             responses,
-            buf: vec![0; capacity],
         })
     }
 
@@ -432,18 +430,18 @@ impl Server {
     /// [`Cause::PeerDied`] for a client that died mid-request (serving
     /// goes on at the next call), [`Cause::Corrupted`].
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Request> {
+        let mut id = [0u8; ID];
         loop {
-            let Some((client, len)) = self.requests.recv_from(&mut self.buf)? else {
-                continue;
-            };
-            if len < ID {
+            match self.requests.recv_split_from(&mut id, buf, Wait::Forever)? {
+                Some((client, len)) if len >= ID => {
+                    return Ok(Request {
+                        client,
+                        id: u64::from_le_bytes(id),
+                    })
+                }
                 // Not from an ipcraft client: nothing to answer.
-                continue;
+                _ => continue,
             }
-            let id = u64::from_le_bytes(self.buf[..ID].try_into().expect("8 bytes"));
-            buf.clear();
-            buf.extend_from_slice(&self.buf[ID..len]);
-            return Ok(Request { client, id });
         }
     }
 
@@ -454,12 +452,7 @@ impl Server {
     /// [`Cause::TooLarge`]; [`Cause::PeerDied`] or [`Cause::Closed`] when
     /// that client has gone (the response is dropped).
     pub fn reply(&mut self, request: &Request, response: &[u8]) -> Result<()> {
-        let tx = &mut self.responses[request.client];
-        let mut slot = tx.reserve(ID + response.len())?;
-        slot.write_at(0, &request.id.to_le_bytes())?;
-        slot.write_at(ID, response)?;
-        slot.commit();
-        Ok(())
+        self.responses[request.client].send_prefixed(&request.id.to_le_bytes(), response, Wait::Forever)
     }
 
     /// Serves forever: `handler` gets each request and fills the response.
@@ -490,28 +483,20 @@ pub fn client_gone(e: &Error) -> bool {
     )
 }
 
-/// Takes the next response in place: `Some(true)` if it answers request
-/// `want` (its payload, copied once, is in `response`), `Some(false)` if it
-/// is another's (skipped), `None` at the end of a server's stream.
+/// Takes the next response: `Some(true)` if it answers request `want`
+/// (its payload, copied once, is in `response`), `Some(false)` if it is
+/// another's (skipped), `None` at the end of a server's stream.
 fn take_response(
     rx: &mut Receiver,
     want: u64,
     response: &mut Vec<u8>,
     deadline: Option<Instant>,
 ) -> Result<Option<bool>> {
-    let view = match deadline {
-        None => rx.recv_view()?,
-        Some(d) => rx.recv_view_timeout(d.saturating_duration_since(Instant::now()))?,
-    };
-    let Some(view) = view else { return Ok(None) };
     let mut id = [0u8; ID];
-    if view.len() < ID || view.copy_to(0, &mut id).is_err() || id != want.to_le_bytes() {
-        return Ok(Some(false));
-    }
-    response.clear();
-    response.resize(view.len() - ID, 0);
-    view.copy_to(ID, response)?;
-    Ok(Some(true))
+    let Some(len) = rx.recv_split(&mut id, response, deadline.map_or(Wait::Forever, Wait::Until))? else {
+        return Ok(None);
+    };
+    Ok(Some(len >= ID && id == want.to_le_bytes()))
 }
 
 /// A client of a service.
@@ -569,11 +554,7 @@ impl Client {
                 },
             ));
         }
-        let mut slot = self.tx.reserve(ID + request.len())?;
-        slot.write_at(0, &id.to_le_bytes())?;
-        slot.write_at(ID, request)?;
-        slot.commit();
-        Ok(())
+        self.tx.send_prefixed(&id.to_le_bytes(), request, Wait::Forever)
     }
 
     /// Waits for the response to the last request and puts it in

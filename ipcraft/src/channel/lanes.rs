@@ -353,6 +353,13 @@ impl fmt::Debug for MultiReceiver {
 
 const RECV_OP: &str = "receive from channel";
 
+/// How a pass over the lanes takes a lane's next message (into a buffer,
+/// whole or split): `Ok(Some(len))` for a message, `Ok(None)` at the end of
+/// the lane's stream, [`Cause::Empty`] for nothing yet.
+trait Take: FnMut(&mut Receiver) -> Result<Option<usize>> {}
+
+impl<F: FnMut(&mut Receiver) -> Result<Option<usize>>> Take for F {}
+
 /// What a [`MultiReceiver`] knows of one lane's senders.
 #[derive(Clone, Copy, Default)]
 struct Watch {
@@ -410,16 +417,17 @@ impl MultiReceiver {
         self.group.keep();
     }
 
-    /// One pass over the lanes from `next`: the first message found, the
-    /// first error, or `Ok(None)` when no lane has anything.
-    fn poll_lanes(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
-        self.poll(buf, false)
+    /// One pass over the lanes from `next`: the first message `take` found
+    /// (it receives it, or only looks), the first error, or `Ok(None)` when
+    /// no lane has anything.
+    fn poll_lanes(&mut self, take: &mut impl Take) -> Result<Option<(usize, usize)>> {
+        self.poll(take, false)
     }
 
     /// [`poll_lanes`](Self::poll_lanes); `thorough`: also the lanes with
     /// nothing published (so a shrunk object or a corrupted position is
     /// found even while nothing arrives).
-    fn poll(&mut self, buf: &mut [u8], thorough: bool) -> Result<Option<(usize, usize)>> {
+    fn poll(&mut self, take: &mut impl Take, thorough: bool) -> Result<Option<(usize, usize)>> {
         let n = self.lanes.len();
         for i in 0..n {
             let k = (self.next + i) % n;
@@ -428,7 +436,7 @@ impl MultiReceiver {
             if !thorough && !self.lanes[k].published() {
                 continue;
             }
-            match self.lanes[k].try_recv(buf) {
+            match take(&mut self.lanes[k]) {
                 Ok(Some(len)) => {
                     self.next = (k + 1) % n;
                     return Ok(Some((k, len)));
@@ -456,7 +464,7 @@ impl MultiReceiver {
     /// what it committed): a dead lock with the side still attached, or a
     /// sender seen before that another has replaced within the same stream
     /// (a sender that closed its stream makes the next start a new one).
-    fn check_senders(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
+    fn check_senders(&mut self, take: &mut impl Take) -> Result<Option<(usize, usize)>> {
         for k in 0..self.lanes.len() {
             let now = self.lanes[k].sender_view()?;
             let watch = &mut self.watch[k];
@@ -479,7 +487,7 @@ impl MultiReceiver {
             }
             let Some(dead) = died else { continue };
             // Deliver what it committed first.
-            if let Some(found) = self.poll_lanes(buf)? {
+            if let Some(found) = self.poll_lanes(take)? {
                 return Ok(Some(found));
             }
             let watch = &mut self.watch[k];
@@ -517,17 +525,19 @@ impl MultiReceiver {
         Ok(false)
     }
 
-    fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<(usize, usize)>> {
+    /// Waits as `wait` says for a lane where `take` finds a message.
+    fn recv_with(&mut self, wait: Wait, mut take: impl Take) -> Result<Option<(usize, usize)>> {
+        let take = &mut take;
         let started = Instant::now();
         let (mut spins, mut spinning) = (0u32, !self.spin.is_zero());
         loop {
-            if let Some(found) = self.poll_lanes(buf)? {
+            if let Some(found) = self.poll_lanes(take)? {
                 return Ok(Some(found));
             }
             if self.ended_any && !self.forever {
                 // Deaths first: a dead sender is reported, not taken for
                 // one that finished.
-                if let Some(found) = self.check_senders(buf)? {
+                if let Some(found) = self.check_senders(take)? {
                     return Ok(Some(found));
                 }
                 if !self.any_open()? {
@@ -577,10 +587,10 @@ impl MultiReceiver {
                     rx.flag().store(0, Ordering::Release);
                 }
                 if !rung {
-                    if let Some(found) = self.poll(buf, true)? {
+                    if let Some(found) = self.poll(take, true)? {
                         return Ok(Some(found));
                     }
-                    if let Some(found) = self.check_senders(buf)? {
+                    if let Some(found) = self.check_senders(take)? {
                         return Ok(Some(found));
                     }
                 }
@@ -603,17 +613,29 @@ impl MultiReceiver {
     /// abandoned its stream, [`Cause::BufferTooSmall`] (the message stays),
     /// [`Cause::Corrupted`].
     pub fn recv_from(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
-        self.recv_with(buf, Wait::Forever)
+        self.recv_with(Wait::Forever, |rx: &mut Receiver| rx.try_recv(buf))
     }
 
     /// [`recv_from`](Self::recv_from), waiting at most `timeout`.
     pub fn recv_from_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<(usize, usize)>> {
-        self.recv_with(buf, Wait::timeout(timeout))
+        self.recv_with(Wait::timeout(timeout), |rx: &mut Receiver| rx.try_recv(buf))
     }
 
     /// [`recv_from`](Self::recv_from) without waiting ([`Cause::Empty`]).
     pub fn try_recv_from(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
-        self.recv_with(buf, Wait::No)
+        self.recv_with(Wait::No, |rx: &mut Receiver| rx.try_recv(buf))
+    }
+
+    /// Receives the next message split into its first `P` bytes and the
+    /// rest ([`Receiver::recv_split`]): `Some((sender, len))` as
+    /// [`recv_from`](Self::recv_from).
+    pub(crate) fn recv_split_from<const P: usize>(
+        &mut self,
+        prefix: &mut [u8; P],
+        rest: &mut Vec<u8>,
+        wait: Wait,
+    ) -> Result<Option<(usize, usize)>> {
+        self.recv_with(wait, |rx: &mut Receiver| rx.recv_split(prefix, rest, Wait::No))
     }
 
     /// The state of each sender's lane.

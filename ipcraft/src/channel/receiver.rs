@@ -376,7 +376,13 @@ impl Receiver {
     /// at this receiver's position, or it has not attached yet.
     #[inline]
     pub(crate) fn published(&self) -> bool {
-        !self.att.is_attached() || self.mapped.ring.is_published(self.head)
+        if !self.att.is_attached() {
+            return true;
+        }
+        // As the receiver's own wait does: ask for the frame's second line
+        // too, so it arrives with the first instead of after it.
+        self.mapped.ring.prefetch_after(self.head);
+        self.mapped.ring.is_published(self.head)
     }
 
     /// After the end of a stream (or a sender's death, reported): wait for
@@ -392,6 +398,35 @@ impl Receiver {
     #[cfg(feature = "tokio")]
     pub(crate) fn try_ready(&mut self) -> Result<()> {
         self.next_frame(Wait::No).map(|_| ())
+    }
+
+    /// Receives the next message split in two, each part copied once: its
+    /// first `P` bytes into `prefix` and the rest into `rest` (replacing
+    /// its contents). Returns the whole message's length; a message shorter
+    /// than `P` is taken and only its length returned (the caller skips it).
+    /// `None` at the end of the stream. Errors as [`recv`](Self::recv).
+    #[inline(always)]
+    pub(crate) fn recv_split<const P: usize>(
+        &mut self,
+        prefix: &mut [u8; P],
+        rest: &mut Vec<u8>,
+        wait: Wait,
+    ) -> Result<Option<usize>> {
+        let Some((at, len)) = self.next_frame(wait)? else {
+            return Ok(None);
+        };
+        let len = len as usize;
+        if len >= P {
+            let frame = self.mapped.ring.at(at);
+            // SAFETY: peek checked that `len` bytes at ring index `at` lie in
+            // the ring: the prefix, then `len - P` more.
+            unsafe {
+                ring::copy_from_shared(prefix, frame);
+                ring::copy_from_shared_into(rest, frame.add(P), len - P);
+            }
+        }
+        self.advance(ring::frame_size(len as u64));
+        Ok(Some(len))
     }
 }
 
@@ -508,9 +543,9 @@ impl RecvView<'_> {
 
     /// Copies the message into a new vector.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = vec![0u8; self.len];
-        // SAFETY: as in copy_to, for the whole frame.
-        unsafe { ring::copy_from_shared(&mut v, self.ptr()) };
+        let mut v = Vec::new();
+        // SAFETY: peek checked that the frame lies in the ring.
+        unsafe { ring::copy_from_shared_into(&mut v, self.ptr(), self.len) };
         v
     }
 

@@ -409,12 +409,41 @@ impl<M: Memory> Ring<M> {
 ///
 /// `src..src + dst.len()` must be mapped and readable.
 pub(crate) unsafe fn copy_from_shared(dst: &mut [u8], src: *const u8) {
-    if dst.len() >= OPAQUE_MIN {
-        // SAFETY: forwarded: src is readable for dst.len() bytes, dst is writable.
-        unsafe { opaque_copy(dst.as_mut_ptr(), src, dst.len()) }
+    // SAFETY: forwarded; dst is writable for its length.
+    unsafe { copy_from_shared_raw(dst.as_mut_ptr(), src, dst.len()) }
+}
+
+/// Replaces the contents of `out` with `len` bytes copied once from shared
+/// memory at `src` (into its spare capacity: nothing is zeroed first).
+///
+/// # Safety
+///
+/// `src..src + len` must be mapped and readable.
+pub(crate) unsafe fn copy_from_shared_into(out: &mut Vec<u8>, src: *const u8, len: usize) {
+    out.clear();
+    out.reserve(len);
+    // SAFETY: `out` has room for `len` bytes, all of which the copy
+    // initializes before `set_len`; `src` is readable (caller).
+    unsafe {
+        copy_from_shared_raw(out.as_mut_ptr(), src, len);
+        out.set_len(len);
+    }
+}
+
+/// [`copy_from_shared`] into `len` bytes at `dst`, which may be
+/// uninitialized.
+///
+/// # Safety
+///
+/// `src..src + len` must be mapped and readable, `dst..dst + len` writable
+/// private memory.
+unsafe fn copy_from_shared_raw(dst: *mut u8, src: *const u8, len: usize) {
+    if len >= OPAQUE_MIN {
+        // SAFETY: forwarded: src is readable and dst writable for len bytes.
+        unsafe { opaque_copy(dst, src, len) }
     } else {
         // SAFETY: as above.
-        unsafe { atomic_copy(dst.as_mut_ptr(), src, dst.len(), true) }
+        unsafe { atomic_copy(dst, src, len, true) }
     }
 }
 

@@ -300,12 +300,26 @@ impl Sender {
     }
 
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
-        self.make_room(msg.len(), wait)?;
+        self.send_prefixed(&[], msg, wait)
+    }
+
+    /// Sends `prefix` and `msg` as one message of both lengths (a
+    /// service's request id and payload), copying each once.
+    #[inline(always)]
+    pub(crate) fn send_prefixed<const P: usize>(&mut self, prefix: &[u8; P], msg: &[u8], wait: Wait) -> Result<()> {
+        let len = P + msg.len();
+        self.make_room(len, wait)?;
         let ring = self.mapped.ring;
-        // SAFETY: make_room guaranteed `msg.len()` bytes of free ring at the
-        // payload index of the current position.
-        unsafe { ring::copy_to_shared(ring.at(ring.payload_index(self.tail)), msg) };
-        self.publish(msg.len());
+        let at = ring.at(ring.payload_index(self.tail));
+        // SAFETY: make_room guaranteed `len` bytes of free ring at the
+        // payload index of the current position: the prefix, then `msg`.
+        unsafe {
+            if P > 0 {
+                ring::copy_to_shared(at, prefix);
+            }
+            ring::copy_to_shared(at.add(P), msg);
+        }
+        self.publish(len);
         Ok(())
     }
 
