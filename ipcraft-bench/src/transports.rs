@@ -186,14 +186,12 @@ pub enum AnyLink {
     /// The calling side of a service.
     ServiceClient {
         client: Client,
-        response: Vec<u8>,
         _cleanup: ServiceName,
     },
     /// The serving side: the request being answered.
     ServiceServer {
         server: Server,
         request: Option<Request>,
-        scratch: Vec<u8>,
     },
     /// Async ends driven by this side's current-thread runtime: every
     /// message is one `block_on`, and a waiting side sleeps in the
@@ -472,11 +470,7 @@ impl Prepared {
                         .timeout(Duration::from_secs(10))
                         .connect(&name.0)
                         .map_err(err)?;
-                    AnyLink::ServiceClient {
-                        client,
-                        response: Vec::new(),
-                        _cleanup: name,
-                    }
+                    AnyLink::ServiceClient { client, _cleanup: name }
                 } else {
                     let mut server = ServiceOptions::new()
                         .clients(1)
@@ -485,11 +479,7 @@ impl Prepared {
                         .map_err(err)?;
                     server.keep();
                     std::mem::forget(name);
-                    AnyLink::ServiceServer {
-                        server,
-                        request: None,
-                        scratch: Vec::new(),
-                    }
+                    AnyLink::ServiceServer { server, request: None }
                 }
             }
             #[cfg(feature = "iceoryx2")]
@@ -783,17 +773,16 @@ impl Link for AnyLink {
             }
             AnyLink::Lanes { .. } => self.recv_from(buf).map(drop),
             AnyLink::Lane(_) => Err(io::Error::other("a sender of a many-sender channel cannot receive")),
-            AnyLink::ServiceClient { client, response, .. } => {
-                client.recv_response(response).map_err(err)?;
-                copy_whole(response, buf)
+            // Straight into the bench's buffer, as the channels receive.
+            AnyLink::ServiceClient { client, .. } => {
+                let want = buf.len();
+                whole(client.recv_response_into(buf).map(Some), want)
             }
-            AnyLink::ServiceServer {
-                server,
-                request,
-                scratch,
-            } => {
-                *request = Some(server.recv(scratch).map_err(err)?);
-                copy_whole(scratch, buf)
+            AnyLink::ServiceServer { server, request } => {
+                let want = buf.len();
+                let (req, n) = server.recv_into(buf).map_err(err)?;
+                *request = Some(req);
+                whole(Ok(Some(n)), want)
             }
             #[cfg(feature = "ipc-channel")]
             AnyLink::IpcChannel(_, rx) => {

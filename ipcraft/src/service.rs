@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::lanes::{Group, Kind, MAX_LANES};
 use crate::channel::object::Wait;
+use crate::channel::ring::Dest;
 use crate::channel::{ChannelOptions, MultiReceiver, Receiver, Sender, SideState, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
 use crate::error::{Cause, Error, Result};
 use crate::name::Name;
@@ -423,21 +424,37 @@ impl Server {
     }
 
     /// Waits for the next request (one per client in turn) and puts its
-    /// payload in `buf`.
+    /// payload in `buf` (replacing its contents).
     ///
     /// # Errors
     ///
     /// [`Cause::PeerDied`] for a client that died mid-request (serving
     /// goes on at the next call), [`Cause::Corrupted`].
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Request> {
+        self.recv_to(buf).map(|(request, _)| request)
+    }
+
+    /// [`recv`](Self::recv) into a slice: the request and its payload's
+    /// length.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv); [`Cause::BufferTooSmall`] when the payload
+    /// does not fit (the request stays and comes first at the next call).
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<(Request, usize)> {
+        self.recv_to(buf)
+    }
+
+    fn recv_to<D: Dest + ?Sized>(&mut self, buf: &mut D) -> Result<(Request, usize)> {
         let mut id = [0u8; ID];
         loop {
             match self.requests.recv_split_from(&mut id, buf, Wait::Forever)? {
                 Some((client, len)) if len >= ID => {
-                    return Ok(Request {
+                    let request = Request {
                         client,
                         id: u64::from_le_bytes(id),
-                    })
+                    };
+                    return Ok((request, len - ID));
                 }
                 // Not from an ipcraft client: nothing to answer.
                 _ => continue,
@@ -483,20 +500,36 @@ pub fn client_gone(e: &Error) -> bool {
     )
 }
 
-/// Takes the next response: `Some(true)` if it answers request `want`
-/// (its payload, copied once, is in `response`), `Some(false)` if it is
-/// another's (skipped), `None` at the end of a server's stream.
-fn take_response(
+/// What [`take_response`] found.
+enum Taken {
+    /// The response wanted: its payload's length.
+    Mine(usize),
+    /// A response meant for an earlier client of this slot (skipped).
+    Other,
+    /// The end of a server's stream.
+    End,
+}
+
+/// Takes the next response, its payload copied once into `response`.
+fn take_response<D: Dest + ?Sized>(
     rx: &mut Receiver,
     want: u64,
-    response: &mut Vec<u8>,
+    response: &mut D,
     deadline: Option<Instant>,
-) -> Result<Option<bool>> {
+) -> Result<Taken> {
     let mut id = [0u8; ID];
-    let Some(len) = rx.recv_split(&mut id, response, deadline.map_or(Wait::Forever, Wait::Until))? else {
-        return Ok(None);
-    };
-    Ok(Some(len >= ID && id == want.to_le_bytes()))
+    let wait = deadline.map_or(Wait::Forever, Wait::Until);
+    match rx.recv_split(&mut id, response, wait) {
+        Ok(Some(len)) if len >= ID && id == want.to_le_bytes() => Ok(Taken::Mine(len - ID)),
+        Ok(Some(_)) => Ok(Taken::Other),
+        Ok(None) => Ok(Taken::End),
+        // Too large for the caller's buffer, but another's: skip it.
+        Err(e) if matches!(e.cause(), Cause::BufferTooSmall { .. }) && id != want.to_le_bytes() => {
+            rx.recv_split(&mut id, &mut Vec::new(), Wait::No)?;
+            Ok(Taken::Other)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A client of a service.
@@ -567,26 +600,37 @@ impl Client {
     /// stopped serving, [`Cause::TimedOut`] (with
     /// [`recv_response_timeout`](Self::recv_response_timeout)).
     pub fn recv_response(&mut self, response: &mut Vec<u8>) -> Result<()> {
+        self.recv_response_until(response, None).map(drop)
+    }
+
+    /// [`recv_response`](Self::recv_response) into a slice: the
+    /// response's length.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_response`](Self::recv_response); [`Cause::BufferTooSmall`]
+    /// when the response does not fit (it stays: call again with a larger
+    /// buffer).
+    pub fn recv_response_into(&mut self, response: &mut [u8]) -> Result<usize> {
         self.recv_response_until(response, None)
     }
 
     /// [`recv_response`](Self::recv_response), waiting at most `timeout`.
     pub fn recv_response_timeout(&mut self, response: &mut Vec<u8>, timeout: Duration) -> Result<()> {
         self.recv_response_until(response, crate::sys::deadline(Some(timeout)))
+            .map(drop)
     }
 
-    fn recv_response_until(&mut self, response: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
+    fn recv_response_until<D: Dest + ?Sized>(&mut self, response: &mut D, deadline: Option<Instant>) -> Result<usize> {
         let want = self.id();
         loop {
-            let got = take_response(&mut self.rx, want, response, deadline);
-            match got {
-                Ok(Some(true)) => return Ok(()),
-                // Meant for an earlier client of this slot.
-                Ok(Some(false)) => {}
+            match take_response(&mut self.rx, want, response, deadline) {
+                Ok(Taken::Mine(len)) => return Ok(len),
+                Ok(Taken::Other) => {}
                 // The end of an earlier server's stream: a server serving
                 // now writes after it.
-                Ok(None) if self.rx.sender_view()?.alive => self.rx.next_stream(),
-                Ok(None) => return Err(self.err("call service", Cause::Closed { side: "server" })),
+                Ok(Taken::End) if self.rx.sender_view()?.alive => self.rx.next_stream(),
+                Ok(Taken::End) => return Err(self.err("call service", Cause::Closed { side: "server" })),
                 Err(e) => {
                     return Err(match e.cause() {
                         Cause::PeerDied { pid, .. } => self.err(

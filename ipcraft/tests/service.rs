@@ -21,12 +21,28 @@ fn answer(request: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Serves `name` (created here, 64 KiB lanes) until a request is `quit`.
+/// Serves `name` (created here, 64 KiB lanes) until a request is `quit`;
+/// with `slice`, receives into a 256-byte slice first, and a request too
+/// large for it (which must stay) into a vector.
 fn role_server(args: Vec<String>) {
     let mut server = ServiceOptions::new().clients(2).create_server(&args[0]).unwrap();
-    let mut request = Vec::new();
+    let slice = args.get(1).is_some_and(|a| a == "slice");
+    let (mut request, mut small) = (Vec::new(), [0u8; 256]);
     loop {
-        let req = server.recv(&mut request).unwrap();
+        let req = if slice {
+            match server.recv_into(&mut small) {
+                Ok((req, len)) => {
+                    request = small[..len].to_vec();
+                    req
+                }
+                Err(e) if matches!(e.cause(), Cause::BufferTooSmall { len: 256, .. }) => {
+                    server.recv(&mut request).unwrap()
+                }
+                Err(e) => panic!("{e}"),
+            }
+        } else {
+            server.recv(&mut request).unwrap()
+        };
         let quit = request == b"quit";
         server.reply(&req, &answer(&request)).unwrap();
         if quit {
@@ -135,4 +151,33 @@ fn the_doc_example_still_holds_in_one_process() {
         client.recv_response(&mut response).unwrap();
         assert_eq!(response, answer(&q));
     }
+}
+
+#[test]
+fn slices_take_what_fits_and_leave_what_does_not() {
+    let name = ShmName::new("svc-slice");
+    let mut server = role("role_server", &[name.0.as_str(), "slice"]).spawn().unwrap();
+    let mut client = connect(&name.0);
+    let mut small = [0u8; 100];
+    let mut response = Vec::new();
+    for (i, len) in [0usize, 5, 96, 97, 252, 253, 3000].into_iter().enumerate() {
+        let request = pattern(len, 500 + i as u64);
+        let want = answer(&request);
+        client.send_request(&request).unwrap();
+        match client.recv_response_into(&mut small) {
+            Ok(n) => assert_eq!(&small[..n], &want[..], "{len} bytes"),
+            Err(e) => {
+                assert!(want.len() > small.len(), "{len} bytes: {e}");
+                assert!(
+                    matches!(e.cause(), Cause::BufferTooSmall { len: 100, need, .. } if *need == want.len()),
+                    "{e}"
+                );
+                // The response stayed for a larger buffer.
+                client.recv_response_timeout(&mut response, TIMEOUT).unwrap();
+                assert_eq!(response, want, "{len} bytes");
+            }
+        }
+    }
+    client.call_timeout(b"quit", &mut response, TIMEOUT).unwrap();
+    assert!(wait(&mut server).success());
 }

@@ -360,6 +360,16 @@ trait Take: FnMut(&mut Receiver) -> Result<Option<usize>> {}
 
 impl<F: FnMut(&mut Receiver) -> Result<Option<usize>>> Take for F {}
 
+/// `k` modulo `n` for `k < 2n`.
+#[inline(always)]
+fn wrap(k: usize, n: usize) -> usize {
+    if k >= n {
+        k - n
+    } else {
+        k
+    }
+}
+
 /// What a [`MultiReceiver`] knows of one lane's senders.
 #[derive(Clone, Copy, Default)]
 struct Watch {
@@ -430,7 +440,9 @@ impl MultiReceiver {
     fn poll(&mut self, take: &mut impl Take, thorough: bool) -> Result<Option<(usize, usize)>> {
         let n = self.lanes.len();
         for i in 0..n {
-            let k = (self.next + i) % n;
+            // `next < n`: a wrap by subtraction, not a division (tens of
+            // cycles, on the path from a message's arrival to its taking).
+            let k = wrap(self.next + i, n);
             // Nothing published at its position: nothing to take (and no
             // error value to build) — the common case while polling.
             if !thorough && !self.lanes[k].published() {
@@ -438,14 +450,14 @@ impl MultiReceiver {
             }
             match take(&mut self.lanes[k]) {
                 Ok(Some(len)) => {
-                    self.next = (k + 1) % n;
+                    self.next = wrap(k + 1, n);
                     return Ok(Some((k, len)));
                 }
                 Ok(None) => self.finish_stream(k),
                 Err(e) if matches!(e.cause(), Cause::Empty) => {}
                 Err(e) if matches!(e.cause(), Cause::Aborted) => {
                     self.finish_stream(k);
-                    self.next = (k + 1) % n;
+                    self.next = wrap(k + 1, n);
                     return Err(e);
                 }
                 Err(e) => return Err(e),
@@ -629,10 +641,10 @@ impl MultiReceiver {
     /// Receives the next message split into its first `P` bytes and the
     /// rest ([`Receiver::recv_split`]): `Some((sender, len))` as
     /// [`recv_from`](Self::recv_from).
-    pub(crate) fn recv_split_from<const P: usize>(
+    pub(crate) fn recv_split_from<const P: usize, D: super::ring::Dest + ?Sized>(
         &mut self,
         prefix: &mut [u8; P],
-        rest: &mut Vec<u8>,
+        rest: &mut D,
         wait: Wait,
     ) -> Result<Option<(usize, usize)>> {
         self.recv_with(wait, |rx: &mut Receiver| rx.recv_split(prefix, rest, Wait::No))

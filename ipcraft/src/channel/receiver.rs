@@ -401,15 +401,17 @@ impl Receiver {
     }
 
     /// Receives the next message split in two, each part copied once: its
-    /// first `P` bytes into `prefix` and the rest into `rest` (replacing
-    /// its contents). Returns the whole message's length; a message shorter
-    /// than `P` is taken and only its length returned (the caller skips it).
-    /// `None` at the end of the stream. Errors as [`recv`](Self::recv).
+    /// first `P` bytes into `prefix` and the rest into `rest` (a vector's
+    /// contents are replaced; a slice must hold it). Returns the whole
+    /// message's length; a message shorter than `P` is taken and only its
+    /// length returned (the caller skips it). `None` at the end of the
+    /// stream. Errors as [`recv`](Self::recv): with
+    /// [`Cause::BufferTooSmall`] the message stays, its prefix copied.
     #[inline(always)]
-    pub(crate) fn recv_split<const P: usize>(
+    pub(crate) fn recv_split<const P: usize, D: ring::Dest + ?Sized>(
         &mut self,
         prefix: &mut [u8; P],
-        rest: &mut Vec<u8>,
+        rest: &mut D,
         wait: Wait,
     ) -> Result<Option<usize>> {
         let Some((at, len)) = self.next_frame(wait)? else {
@@ -420,9 +422,16 @@ impl Receiver {
             let frame = self.mapped.ring.at(at);
             // SAFETY: peek checked that `len` bytes at ring index `at` lie in
             // the ring: the prefix, then `len - P` more.
-            unsafe {
+            let filled = unsafe {
                 ring::copy_from_shared(prefix, frame);
-                ring::copy_from_shared_into(rest, frame.add(P), len - P);
+                rest.fill_from_shared(frame.add(P), len - P)
+            };
+            if let Err(room) = filled {
+                return Err(self.err(Cause::BufferTooSmall {
+                    len: room,
+                    need: len - P,
+                    limit_name: "the message",
+                }));
             }
         }
         self.advance(ring::frame_size(len as u64));
@@ -544,8 +553,9 @@ impl RecvView<'_> {
     /// Copies the message into a new vector.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        // SAFETY: peek checked that the frame lies in the ring.
-        unsafe { ring::copy_from_shared_into(&mut v, self.ptr(), self.len) };
+        // SAFETY: peek checked that the frame lies in the ring. A vector
+        // takes any length.
+        let _ = unsafe { ring::Dest::fill_from_shared(&mut v, self.ptr(), self.len) };
         v
     }
 

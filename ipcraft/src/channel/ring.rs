@@ -413,20 +413,41 @@ pub(crate) unsafe fn copy_from_shared(dst: &mut [u8], src: *const u8) {
     unsafe { copy_from_shared_raw(dst.as_mut_ptr(), src, dst.len()) }
 }
 
-/// Replaces the contents of `out` with `len` bytes copied once from shared
-/// memory at `src` (into its spare capacity: nothing is zeroed first).
-///
-/// # Safety
-///
-/// `src..src + len` must be mapped and readable.
-pub(crate) unsafe fn copy_from_shared_into(out: &mut Vec<u8>, src: *const u8, len: usize) {
-    out.clear();
-    out.reserve(len);
-    // SAFETY: `out` has room for `len` bytes, all of which the copy
-    // initializes before `set_len`; `src` is readable (caller).
-    unsafe {
-        copy_from_shared_raw(out.as_mut_ptr(), src, len);
-        out.set_len(len);
+/// Where a received message (or the part after its prefix) is copied: a
+/// vector, whose contents it replaces (into its spare capacity: nothing is
+/// zeroed first), or a slice it must fit in.
+pub(crate) trait Dest {
+    /// Copies `len` bytes from shared memory at `src`; `Err(room)` (nothing
+    /// copied) when they do not fit in the `room` bytes there are.
+    ///
+    /// # Safety
+    ///
+    /// `src..src + len` must be mapped and readable.
+    unsafe fn fill_from_shared(&mut self, src: *const u8, len: usize) -> Result<(), usize>;
+}
+
+impl Dest for Vec<u8> {
+    unsafe fn fill_from_shared(&mut self, src: *const u8, len: usize) -> Result<(), usize> {
+        self.clear();
+        self.reserve(len);
+        // SAFETY: the vector has room for `len` bytes, all of which the
+        // copy initializes before `set_len`; `src` is readable (caller).
+        unsafe {
+            copy_from_shared_raw(self.as_mut_ptr(), src, len);
+            self.set_len(len);
+        }
+        Ok(())
+    }
+}
+
+impl Dest for [u8] {
+    unsafe fn fill_from_shared(&mut self, src: *const u8, len: usize) -> Result<(), usize> {
+        let Some(dst) = self.get_mut(..len) else {
+            return Err(self.len());
+        };
+        // SAFETY: `src` is readable for `len` bytes (caller), `dst` is `len` bytes.
+        unsafe { copy_from_shared(dst, src) };
+        Ok(())
     }
 }
 
