@@ -553,6 +553,13 @@ impl MultiReceiver {
                     return Ok(Some(found));
                 }
                 if !self.any_open()? {
+                    // A sender may have published its last messages and
+                    // closed between the poll above and that look (a
+                    // closed state is stored after its stream's frames):
+                    // take those first. The end comes once none is left.
+                    if let Some(found) = self.poll(take, true)? {
+                        return Ok(Some(found));
+                    }
                     return Ok(None);
                 }
             }
@@ -577,13 +584,7 @@ impl MultiReceiver {
                 continue;
             }
             spinning = false;
-            // Arm every lane's doorbell flag, then look once more: a sender
-            // that published before it saw the flag is seen here.
-            let mut ready = false;
-            for rx in &mut self.lanes {
-                ready |= rx.arm();
-            }
-            if !ready {
+            if !self.arm_lanes() {
                 let nap = Duration::from_millis(50).min(left.unwrap_or(Duration::MAX));
                 let rung = match sys::wait_fd(
                     self.bell.as_fd(),
@@ -595,9 +596,7 @@ impl MultiReceiver {
                     Err(e) => return Err(Error::new("wait for", &self.group.label, e)),
                 };
                 while self.bell.take_one().is_ok() {}
-                for rx in &mut self.lanes {
-                    rx.flag().store(0, Ordering::Release);
-                }
+                self.disarm_lanes();
                 if !rung {
                     if let Some(found) = self.poll(take, true)? {
                         return Ok(Some(found));
@@ -607,9 +606,7 @@ impl MultiReceiver {
                     }
                 }
             } else {
-                for rx in &mut self.lanes {
-                    rx.flag().store(0, Ordering::Release);
-                }
+                self.disarm_lanes();
             }
         }
     }
@@ -636,6 +633,36 @@ impl MultiReceiver {
     /// [`recv_from`](Self::recv_from) without waiting ([`Cause::Empty`]).
     pub fn try_recv_from(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
         self.recv_with(Wait::No, |rx: &mut Receiver| rx.try_recv(buf))
+    }
+
+    /// The doorbell every lane's sender rings.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn bell(&self) -> &Bell {
+        &self.bell
+    }
+
+    /// The channel's name, for errors.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn label(&self) -> &str {
+        &self.group.label
+    }
+
+    /// Arms every lane's doorbell flag, then looks once more: whether some
+    /// lane has something (a sender that published before it saw the flag
+    /// is seen here; one that publishes after rings the doorbell).
+    pub(crate) fn arm_lanes(&mut self) -> bool {
+        let mut ready = false;
+        for rx in &mut self.lanes {
+            ready |= rx.arm();
+        }
+        ready
+    }
+
+    /// Lowers every lane's doorbell flag: senders stop ringing.
+    pub(crate) fn disarm_lanes(&self) {
+        for rx in &self.lanes {
+            rx.flag().store(0, Ordering::Release);
+        }
     }
 
     /// Receives the next message split into its first `P` bytes and the
