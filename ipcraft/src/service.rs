@@ -124,6 +124,12 @@ impl ServiceOptions {
         self
     }
 
+    /// How long [`connect`](Self::connect) waits.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wait_limit(&self) -> Duration {
+        self.timeout
+    }
+
     /// Creates the named service (exclusive) and serves it; removed when
     /// the server drops unless [`Server::keep`] is called.
     pub fn create_server(&self, name: impl AsRef<OsStr>) -> Result<Server> {
@@ -366,8 +372,8 @@ pub struct Request {
 
 /// The serving end of a service.
 pub struct Server {
-    requests: MultiReceiver,
-    responses: Vec<Sender>,
+    pub(crate) requests: MultiReceiver,
+    pub(crate) responses: Vec<Sender>,
 }
 
 impl fmt::Debug for Server {
@@ -431,7 +437,7 @@ impl Server {
     /// [`Cause::PeerDied`] for a client that died mid-request (serving
     /// goes on at the next call), [`Cause::Corrupted`].
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Request> {
-        self.recv_to(buf).map(|(request, _)| request)
+        self.recv_to(buf, Wait::Forever).map(|(request, _)| request)
     }
 
     /// [`recv`](Self::recv) into a slice: the request and its payload's
@@ -442,13 +448,15 @@ impl Server {
     /// As [`recv`](Self::recv); [`Cause::BufferTooSmall`] when the payload
     /// does not fit (the request stays and comes first at the next call).
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<(Request, usize)> {
-        self.recv_to(buf)
+        self.recv_to(buf, Wait::Forever)
     }
 
-    fn recv_to<D: Dest + ?Sized>(&mut self, buf: &mut D) -> Result<(Request, usize)> {
+    /// The next request as `wait` allows ([`Cause::Empty`] with
+    /// `Wait::No`): the request and its payload's length.
+    pub(crate) fn recv_to<D: Dest + ?Sized>(&mut self, buf: &mut D, wait: Wait) -> Result<(Request, usize)> {
         let mut id = [0u8; ID];
         loop {
-            match self.requests.recv_split_from(&mut id, buf, Wait::Forever)? {
+            match self.requests.recv_split_from(&mut id, buf, wait)? {
                 Some((client, len)) if len >= ID => {
                     let request = Request {
                         client,
@@ -469,7 +477,7 @@ impl Server {
     /// [`Cause::TooLarge`]; [`Cause::PeerDied`] or [`Cause::Closed`] when
     /// that client has gone (the response is dropped).
     pub fn reply(&mut self, request: &Request, response: &[u8]) -> Result<()> {
-        self.responses[request.client].send_prefixed(&request.id.to_le_bytes(), response, Wait::Forever)
+        send_response(&mut self.responses[request.client], request, response, Wait::Forever)
     }
 
     /// Serves forever: `handler` gets each request and fills the response.
@@ -492,6 +500,12 @@ impl Server {
     }
 }
 
+/// Sends `response` to `request`'s client on its response lane `tx`, as
+/// `wait` allows ([`Cause::Full`] with `Wait::No`).
+pub(crate) fn send_response(tx: &mut Sender, request: &Request, response: &[u8], wait: Wait) -> Result<()> {
+    tx.send_prefixed(&request.id.to_le_bytes(), response, wait)
+}
+
 /// Whether an error only says that one client went away.
 pub fn client_gone(e: &Error) -> bool {
     matches!(
@@ -501,7 +515,7 @@ pub fn client_gone(e: &Error) -> bool {
 }
 
 /// What [`take_response`] found.
-enum Taken {
+pub(crate) enum Taken {
     /// The response wanted: its payload's length.
     Mine(usize),
     /// A response meant for an earlier client of this slot (skipped).
@@ -510,15 +524,15 @@ enum Taken {
     End,
 }
 
-/// Takes the next response, its payload copied once into `response`.
-fn take_response<D: Dest + ?Sized>(
+/// Takes the next response as `wait` allows, its payload copied once into
+/// `response`.
+pub(crate) fn take_response<D: Dest + ?Sized>(
     rx: &mut Receiver,
     want: u64,
     response: &mut D,
-    deadline: Option<Instant>,
+    wait: Wait,
 ) -> Result<Taken> {
     let mut id = [0u8; ID];
-    let wait = deadline.map_or(Wait::Forever, Wait::Until);
     match rx.recv_split(&mut id, response, wait) {
         Ok(Some(len)) if len >= ID && id == want.to_le_bytes() => Ok(Taken::Mine(len - ID)),
         Ok(Some(_)) => Ok(Taken::Other),
@@ -539,8 +553,8 @@ pub struct Client {
     // The response lane is let go before the request lane (fields drop in
     // order): a client that takes this slot next takes the request lane
     // first, and must find the response lane free.
-    rx: Receiver,
-    tx: Sender,
+    pub(crate) rx: Receiver,
+    pub(crate) tx: Sender,
     pid: u32,
     next: u32,
 }
@@ -569,14 +583,15 @@ impl Client {
         self.tx.max_message_len() - ID
     }
 
-    fn id(&self) -> u64 {
+    /// The id of the last request.
+    pub(crate) fn id(&self) -> u64 {
         (u64::from(self.pid) << 32) | u64::from(self.next)
     }
 
-    /// Sends a request (without waiting for its response).
-    pub fn send_request(&mut self, request: &[u8]) -> Result<()> {
-        self.next = self.next.wrapping_add(1);
-        let id = self.id();
+    /// Checks a request's size and gives the id it goes under; the id is
+    /// used up by [`commit_request`](Self::commit_request) once it is sent
+    /// (so a send that fails or is cancelled sends the next one under it).
+    pub(crate) fn peek_request(&self, request: &[u8]) -> Result<[u8; ID]> {
         if request.len() > self.max_message_len() {
             return Err(self.err(
                 "call service",
@@ -587,7 +602,46 @@ impl Client {
                 },
             ));
         }
-        self.tx.send_prefixed(&id.to_le_bytes(), request, Wait::Forever)
+        let id = (u64::from(self.pid) << 32) | u64::from(self.next.wrapping_add(1));
+        Ok(id.to_le_bytes())
+    }
+
+    /// The request under [`peek_request`](Self::peek_request)'s id was sent.
+    pub(crate) fn commit_request(&mut self) {
+        self.next = self.next.wrapping_add(1);
+    }
+
+    /// Sends a request (without waiting for its response).
+    pub fn send_request(&mut self, request: &[u8]) -> Result<()> {
+        let id = self.peek_request(request)?;
+        self.tx.send_prefixed(&id, request, Wait::Forever)?;
+        self.commit_request();
+        Ok(())
+    }
+
+    /// After the end of a server's stream in the response lane: a server
+    /// serving now writes after it; with none, [`Cause::Closed`].
+    pub(crate) fn after_end(&mut self) -> Result<()> {
+        if self.rx.sender_view()?.alive {
+            self.rx.next_stream();
+            return Ok(());
+        }
+        Err(self.err("call service", Cause::Closed { side: "server" }))
+    }
+
+    /// A receive error as the caller of the service sees it: a dead peer
+    /// is the server.
+    pub(crate) fn server_error(&self, e: Error) -> Error {
+        match e.cause() {
+            Cause::PeerDied { pid, .. } => self.err(
+                "call service",
+                Cause::PeerDied {
+                    side: "server",
+                    pid: *pid,
+                },
+            ),
+            _ => e,
+        }
     }
 
     /// Waits for the response to the last request and puts it in
@@ -623,26 +677,13 @@ impl Client {
 
     fn recv_response_until<D: Dest + ?Sized>(&mut self, response: &mut D, deadline: Option<Instant>) -> Result<usize> {
         let want = self.id();
+        let wait = deadline.map_or(Wait::Forever, Wait::Until);
         loop {
-            match take_response(&mut self.rx, want, response, deadline) {
+            match take_response(&mut self.rx, want, response, wait) {
                 Ok(Taken::Mine(len)) => return Ok(len),
                 Ok(Taken::Other) => {}
-                // The end of an earlier server's stream: a server serving
-                // now writes after it.
-                Ok(Taken::End) if self.rx.sender_view()?.alive => self.rx.next_stream(),
-                Ok(Taken::End) => return Err(self.err("call service", Cause::Closed { side: "server" })),
-                Err(e) => {
-                    return Err(match e.cause() {
-                        Cause::PeerDied { pid, .. } => self.err(
-                            "call service",
-                            Cause::PeerDied {
-                                side: "server",
-                                pid: *pid,
-                            },
-                        ),
-                        _ => e,
-                    })
-                }
+                Ok(Taken::End) => self.after_end()?,
+                Err(e) => return Err(self.server_error(e)),
             }
         }
     }

@@ -76,7 +76,7 @@ pub use sender::{SendError, SendSlot, Sender};
 
 pub(crate) use bell::Bell;
 #[cfg(feature = "tokio")]
-pub(crate) use bell::RUNG;
+pub(crate) use bell::{take_one_from, RUNG};
 
 /// What an async end (the `tokio` module) needs from a blocking one to
 /// sleep on its doorbell instead of a futex. The protocol is the blocking

@@ -34,7 +34,7 @@ const FALLBACK_CHECK: Duration = Duration::from_millis(50);
 
 /// A doorbell and the watch on the peer's process.
 #[derive(Debug)]
-struct Doorbell {
+pub(super) struct Doorbell {
     bell: AsyncFd<Bell>,
     /// The watched peer, and its pidfd (`None`: it could not be opened,
     /// so a timer checks instead).
@@ -79,7 +79,7 @@ enum Slept {
 }
 
 impl Doorbell {
-    fn bind<E: Park>(end: &mut E) -> Result<Self> {
+    pub(super) fn bind<E: Park>(end: &mut E) -> Result<Self> {
         const OP: &str = "make channel doorbell";
         let bell = Bell::bind().map_err(|e| Error::new(OP, end.label(), e))?;
         let nonce = bell.nonce();
@@ -204,7 +204,7 @@ impl Doorbell {
 
 /// Runs `op` until it does not report `blocked`, sleeping in between. A
 /// peer found gone is reported once one more try still finds nothing.
-async fn until<E: Park, T>(
+pub(super) async fn until<E: Park, T>(
     end: &mut E,
     bell: &mut Doorbell,
     blocked: fn(&Cause) -> bool,
@@ -224,11 +224,11 @@ async fn until<E: Park, T>(
     }
 }
 
-fn empty(c: &Cause) -> bool {
+pub(super) fn empty(c: &Cause) -> bool {
     matches!(c, Cause::Empty)
 }
 
-fn full(c: &Cause) -> bool {
+pub(super) fn full(c: &Cause) -> bool {
     matches!(c, Cause::Full)
 }
 

@@ -1,5 +1,5 @@
 //! Async ends for [tokio](https://docs.rs/tokio) (feature `tokio`): pipes,
-//! FIFOs, message queues, Unix sockets and the shared-memory channel.
+//! FIFOs, message queues, Unix sockets, the shared-memory channel and services.
 //!
 //! Everything here registers a descriptor with tokio's reactor, so it must
 //! be made inside a runtime with IO enabled (`enable_io`, or `enable_all`).
@@ -13,6 +13,9 @@
 //! | message queue | [`AsyncMessageQueue`] | [`AsyncMessageQueue::new`] |
 //! | Unix socket | [`tokio::net::UnixStream`] | [`send_with_fds`], [`recv_with_fds`], [`peer_credentials`] |
 //! | channel | [`AsyncSender`] / [`AsyncReceiver`] | [`AsyncSender::new`], [`AsyncReceiver::open`], … |
+//! | service | [`AsyncServer`] / [`AsyncClient`] | [`AsyncServer::create`], [`AsyncClient::connect`], … |
+//!
+//! Topics have no async ends yet.
 //!
 //! # Cancellation
 //!
@@ -25,6 +28,9 @@
 //!   [`AsyncSender::send`], [`AsyncSender::send_pod`],
 //!   [`AsyncSender::reserve`], [`AsyncSender::flush`],
 //!   [`AsyncMessageQueue::send`], [`AsyncMessageQueue::recv`],
+//!   [`AsyncServer::recv`], [`AsyncServer::recv_into`],
+//!   [`AsyncServer::reply`], [`AsyncClient::send_request`],
+//!   [`AsyncClient::recv_response`], [`AsyncClient::recv_response_into`],
 //!   [`send_with_fds`], [`recv_with_fds`], and tokio's own `read`/`write`
 //!   on the pipe ends. Each moves its data in the one poll that completes
 //!   it, or not at all.
@@ -32,7 +38,9 @@
 //!   tokio: part may have moved), [`open_fifo_write`] and
 //!   [`open_fifo_read`] (dropping one only abandons the open),
 //!   [`AsyncSender::close`]/[`abort`](AsyncSender::abort) (a dropped close
-//!   leaves the sender to end the stream when it drops).
+//!   leaves the sender to end the stream when it drops),
+//!   [`AsyncClient::call`] as a whole (cancelled after its request went,
+//!   its response is the next [`AsyncClient::recv_response`] returns).
 //!
 //! ```
 //! # fn main() -> ipcraft::Result<()> {
@@ -55,6 +63,7 @@
 //! ```
 
 mod channel;
+mod service;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -66,6 +75,7 @@ pub use ::tokio::net::unix::pipe::{Receiver as PipeReceiver, Sender as PipeSende
 use ::tokio::net::UnixStream;
 
 pub use self::channel::{AsyncReceiver, AsyncSender};
+pub use self::service::{AsyncClient, AsyncServer};
 use crate::error::{Cause, Context, Error, Result};
 use crate::fifo::FifoOptions;
 use crate::mq::MessageQueue;
