@@ -585,7 +585,12 @@ impl Client {
 
     /// The id of the last request.
     pub(crate) fn id(&self) -> u64 {
-        (u64::from(self.pid) << 32) | u64::from(self.next)
+        self.id_of(self.next)
+    }
+
+    /// The id of this client's request number `n`.
+    fn id_of(&self, n: u32) -> u64 {
+        (u64::from(self.pid) << 32) | u64::from(n)
     }
 
     /// Checks a request's size and gives the id it goes under; the id is
@@ -602,8 +607,7 @@ impl Client {
                 },
             ));
         }
-        let id = (u64::from(self.pid) << 32) | u64::from(self.next.wrapping_add(1));
-        Ok(id.to_le_bytes())
+        Ok(self.id_of(self.next.wrapping_add(1)).to_le_bytes())
     }
 
     /// The request under [`peek_request`](Self::peek_request)'s id was sent.
