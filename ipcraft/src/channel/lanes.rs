@@ -661,7 +661,9 @@ impl MultiReceiver {
     /// Lowers every lane's doorbell flag: senders stop ringing.
     pub(crate) fn disarm_lanes(&self) {
         for rx in &self.lanes {
-            rx.flag().store(0, Ordering::Release);
+            // A ring this sleep was owed stays in the socket: the next
+            // wait finds the doorbell readable at once and drains it.
+            rx.flag().lower();
         }
     }
 

@@ -54,7 +54,7 @@
 //! [`Cause::Corrupted`]: crate::Cause::Corrupted
 
 pub(crate) mod admin;
-mod bell;
+pub(crate) mod bell;
 pub(crate) mod lanes;
 pub(crate) mod layout;
 pub(crate) mod object;
@@ -74,9 +74,9 @@ pub use options::ChannelOptions;
 pub use receiver::{Receiver, RecvView};
 pub use sender::{SendError, SendSlot, Sender};
 
-pub(crate) use bell::Bell;
 #[cfg(feature = "tokio")]
-pub(crate) use bell::{take_one_from, RUNG};
+pub(crate) use bell::take_one_from;
+pub(crate) use bell::Bell;
 
 /// What an async end (the `tokio` module) needs from a blocking one to
 /// sleep on its doorbell instead of a futex. The protocol is the blocking
@@ -91,8 +91,8 @@ pub(crate) trait Park {
     /// Raises the flag and looks again: whether the condition this end
     /// waits for may have changed meanwhile (then do not sleep).
     fn arm(&mut self) -> bool;
-    /// This end's sleeping flag (to lower it when a wait is cancelled).
-    fn flag(&self) -> &std::sync::atomic::AtomicU32;
+    /// This end's sleeping flag, to lower when a wait ends or is cancelled.
+    fn flag(&self) -> FlagRef<'_>;
     /// The peer's liveness, by its lock first: `Some(pid)` while it is
     /// alive, `None` while none is there yet (or a new one may still come),
     /// an error once the peer this end streams with has died or left.
@@ -105,6 +105,29 @@ pub(crate) trait Park {
     /// The channel's name, for errors.
     #[cfg(feature = "tokio")]
     fn label(&self) -> &str;
+}
+
+/// An end's sleeping flag in shared memory: a channel side's word, or a
+/// topic subscriber's bit (atomics only, so a wait holding it across an
+/// `.await` stays `Send`).
+#[derive(Clone, Copy)]
+pub(crate) enum FlagRef<'a> {
+    /// A word holding `bell::BELL`, then `bell::RUNG` once a peer rang.
+    Word(&'a std::sync::atomic::AtomicU32),
+    /// A bit the ringing peer clears as it rings.
+    Bit(&'a std::sync::atomic::AtomicU64, u64),
+}
+
+impl FlagRef<'_> {
+    /// Lowers the flag: whether a peer had rung the doorbell for this
+    /// sleep (a ring is then, or will shortly be, in the socket).
+    pub(crate) fn lower(self) -> bool {
+        use std::sync::atomic::Ordering;
+        match self {
+            FlagRef::Word(word) => word.swap(0, Ordering::AcqRel) == bell::RUNG,
+            FlagRef::Bit(word, bit) => word.fetch_and(!bit, Ordering::AcqRel) & bit == 0,
+        }
+    }
 }
 
 /// Ring size used when none is given: 1 MiB.

@@ -330,8 +330,8 @@ impl super::Park for Receiver {
         &self.mapped.label
     }
 
-    fn flag(&self) -> &std::sync::atomic::AtomicU32 {
-        self.att.flag(&self.mapped)
+    fn flag(&self) -> super::FlagRef<'_> {
+        super::FlagRef::Word(self.att.flag(&self.mapped))
     }
 
     #[cfg(feature = "tokio")]

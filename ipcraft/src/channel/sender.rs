@@ -509,8 +509,8 @@ impl super::Park for Sender {
         &self.mapped.label
     }
 
-    fn flag(&self) -> &std::sync::atomic::AtomicU32 {
-        self.att.flag(&self.mapped)
+    fn flag(&self) -> super::FlagRef<'_> {
+        super::FlagRef::Word(self.att.flag(&self.mapped))
     }
 
     fn peer(&mut self) -> Result<Option<u32>> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::Interest;
 
-use crate::channel::{Bell, Park, Receiver, RecvView, SendSlot, Sender, RUNG};
+use crate::channel::{Bell, FlagRef, Park, Receiver, RecvView, SendSlot, Sender};
 use crate::error::{Cause, Error, Result};
 
 /// How soon an end looks again at a peer caught between starting to drop
@@ -49,10 +49,10 @@ pub(super) struct Doorbell {
 /// whether it is leaving.
 type Identity = (u32, u32, u32);
 
-/// Lowers the sleeping flag; a flag found rung means a ring is (or will
+/// Lowers a sleeping flag; a flag found rung means a ring is (or will
 /// shortly be) in the socket, owed to a later wait.
-fn lower(flag: &AtomicU32, owed: &AtomicU32) {
-    if flag.swap(0, Ordering::AcqRel) == RUNG {
+fn lower(flag: FlagRef<'_>, owed: &AtomicU32) {
+    if flag.lower() {
         owed.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -60,7 +60,7 @@ fn lower(flag: &AtomicU32, owed: &AtomicU32) {
 /// Lowers the sleeping flag when the wait ends, also when its future is
 /// dropped (cancelled): a peer then stops ringing.
 struct Disarm<'a> {
-    flag: &'a AtomicU32,
+    flag: FlagRef<'a>,
     owed: &'a AtomicU32,
 }
 

@@ -1,5 +1,6 @@
 //! Async ends for [tokio](https://docs.rs/tokio) (feature `tokio`): pipes,
-//! FIFOs, message queues, Unix sockets, the shared-memory channel and services.
+//! FIFOs, message queues, Unix sockets, the shared-memory channel, topics
+//! and services.
 //!
 //! Everything here registers a descriptor with tokio's reactor, so it must
 //! be made inside a runtime with IO enabled (`enable_io`, or `enable_all`).
@@ -13,9 +14,8 @@
 //! | message queue | [`AsyncMessageQueue`] | [`AsyncMessageQueue::new`] |
 //! | Unix socket | [`tokio::net::UnixStream`] | [`send_with_fds`], [`recv_with_fds`], [`peer_credentials`] |
 //! | channel | [`AsyncSender`] / [`AsyncReceiver`] | [`AsyncSender::new`], [`AsyncReceiver::open`], … |
+//! | topic | [`AsyncPublisher`] / [`AsyncSubscriber`] | [`AsyncPublisher::new`], [`AsyncSubscriber::open`], … |
 //! | service | [`AsyncServer`] / [`AsyncClient`] | [`AsyncServer::create`], [`AsyncClient::connect`], … |
-//!
-//! Topics have no async ends yet.
 //!
 //! # Cancellation
 //!
@@ -28,6 +28,8 @@
 //!   [`AsyncSender::send`], [`AsyncSender::send_pod`],
 //!   [`AsyncSender::reserve`], [`AsyncSender::flush`],
 //!   [`AsyncMessageQueue::send`], [`AsyncMessageQueue::recv`],
+//!   [`AsyncPublisher::send`], [`AsyncSubscriber::recv`],
+//!   [`AsyncSubscriber::recv_vec`], [`AsyncSubscriber::recv_pod`],
 //!   [`AsyncServer::recv`], [`AsyncServer::recv_into`],
 //!   [`AsyncServer::reply`], [`AsyncClient::send_request`],
 //!   [`AsyncClient::recv_response`], [`AsyncClient::recv_response_into`],
@@ -37,8 +39,9 @@
 //! - Not cancel-safe: `write_all`/`read_exact` on the pipe ends (as in
 //!   tokio: part may have moved), [`open_fifo_write`] and
 //!   [`open_fifo_read`] (dropping one only abandons the open),
-//!   [`AsyncSender::close`]/[`abort`](AsyncSender::abort) (a dropped close
-//!   leaves the sender to end the stream when it drops),
+//!   [`AsyncSender::close`]/[`abort`](AsyncSender::abort) and
+//!   [`AsyncPublisher::close`]/[`abort`](AsyncPublisher::abort) (a dropped
+//!   close leaves the end to end the stream when it drops),
 //!   [`AsyncClient::call`] as a whole (cancelled after its request went,
 //!   its response is the next [`AsyncClient::recv_response`] returns).
 //!
@@ -64,6 +67,7 @@
 
 mod channel;
 mod service;
+mod topic;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -76,6 +80,7 @@ use ::tokio::net::UnixStream;
 
 pub use self::channel::{AsyncReceiver, AsyncSender};
 pub use self::service::{AsyncClient, AsyncServer};
+pub use self::topic::{AsyncPublisher, AsyncSubscriber};
 use crate::error::{Cause, Context, Error, Result};
 use crate::fifo::FifoOptions;
 use crate::mq::MessageQueue;

@@ -8,8 +8,8 @@ pub(crate) use crate::channel::layout::{Line, Side, ABSENT, ATTACHED, CLOSED};
 
 /// `b"IPCKTOPC"` as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCKTOPC");
-/// Layout version.
-pub(crate) const VERSION: u32 = 1;
+/// Layout version. Version 2: a subscriber slot names its doorbell.
+pub(crate) const VERSION: u32 = 2;
 /// The most subscriber slots (the sleeping bits fill four words).
 pub(crate) const MAX_SLOTS: u32 = 256;
 /// Policy values in the identity.
@@ -45,6 +45,11 @@ pub(crate) struct Slot {
     pub attaches: AtomicU32,
     /// Whether the subscriber's fast path uses only a compiler fence.
     pub light: AtomicU32,
+    /// The nonce of the doorbell of an async subscriber (0: a blocking
+    /// one). The publisher rings it instead of the futex when the slot's
+    /// sleeping bit is set, and clears the bit as it does: one ring per
+    /// sleep.
+    pub bell: AtomicU64,
 }
 
 /// The header, at offset 0; the slots follow it, one line each.

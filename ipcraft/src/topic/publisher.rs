@@ -11,6 +11,7 @@ use rustix::thread::futex;
 use super::layout::{ATTACHED, CLOSED, PUBLISHER_LOCK_BYTE, SEQ};
 use super::object::TopicMap;
 use super::{before, Policy, TopicOptions};
+use crate::channel::bell;
 use crate::channel::object::{low_half, Wait};
 use crate::channel::ring::{self, Peek, Room};
 use crate::channel::wait::{self, Stop, Waiter};
@@ -147,7 +148,7 @@ impl Publisher {
             h.stream.0.fetch_add(1, Ordering::AcqRel);
         }
         let slots = t.slots as usize;
-        Ok(Self {
+        let publisher = Self {
             t,
             tail: pos,
             oldest,
@@ -159,7 +160,12 @@ impl Publisher {
             closed: false,
             dead: vec![None; slots],
             wakes: 0,
-        })
+        };
+        // An async subscriber asleep waiting for a publisher learns that
+        // one came (it raised its bit before it looked at this lock).
+        fence(Ordering::SeqCst);
+        publisher.ring_sleepers();
+        Ok(publisher)
     }
 
     /// The lowest position a live subscriber still needs (the tail when
@@ -350,15 +356,53 @@ impl Publisher {
         }
     }
 
+    /// Wakes every sleeping subscriber: an async one (its slot names a
+    /// doorbell) by ringing it and clearing its bit — one ring per sleep —
+    /// and the blocking ones with one futex wake-up.
     #[cold]
     fn wake_all(&mut self) {
-        let h = self.t.header();
-        let _ = futex::wake(low_half(&h.tail.0), futex::Flags::empty(), wait::WAKE_ALL);
+        self.wake_sleepers();
         // A subscriber killed while asleep leaves its bit set: look for
         // such bits now and then, so the wake-ups stop.
         self.wakes = self.wakes.wrapping_add(1);
         if self.wakes % 1024 == 0 {
             let _ = self.sweep(true);
+        }
+    }
+
+    /// [`wake_all`](Self::wake_all) without the sweep: rings the async
+    /// sleepers, and says whether a blocking one needs the futex.
+    fn ring_sleepers(&self) -> bool {
+        let h = self.t.header();
+        let words = self.t.slots.div_ceil(64) as usize;
+        let mut futex_needed = false;
+        for (w, word) in h.sleepers.0[..words].iter().enumerate() {
+            let mut bits = word.load(Ordering::Acquire);
+            while bits != 0 {
+                let bit = 1u64 << bits.trailing_zeros();
+                bits &= !bit;
+                let i = w as u32 * 64 + bit.trailing_zeros();
+                // A bit past the slots (written by someone else) wakes no
+                // one but costs only the futex call.
+                let nonce = if i < self.t.slots {
+                    self.t.slot(i).bell.load(Ordering::Acquire)
+                } else {
+                    0
+                };
+                if nonce == 0 {
+                    futex_needed = true;
+                } else if word.fetch_and(!bit, Ordering::AcqRel) & bit != 0 {
+                    bell::ring(nonce);
+                }
+            }
+        }
+        futex_needed
+    }
+
+    /// Rings the async sleepers and wakes the blocking ones.
+    fn wake_sleepers(&self) {
+        if self.ring_sleepers() {
+            let _ = futex::wake(low_half(&self.t.header().tail.0), futex::Flags::empty(), wait::WAKE_ALL);
         }
     }
 
@@ -481,8 +525,51 @@ impl Publisher {
         let h = self.t.header();
         h.tail.0.store(self.tail, Ordering::SeqCst);
         h.publisher.0.state.store(CLOSED, Ordering::SeqCst);
+        // Every blocking subscriber, asleep or about to be; the async ones
+        // that are asleep.
+        self.ring_sleepers();
         let _ = futex::wake(low_half(&h.tail.0), futex::Flags::empty(), wait::WAKE_ALL);
         Ok(())
+    }
+}
+
+/// What an async publisher (the `tokio` module) needs: it sleeps on a
+/// doorbell (the publisher side names it) that subscribers ring as they
+/// free room, instead of the futex.
+#[cfg(feature = "tokio")]
+impl Publisher {
+    /// Publishes the doorbell's nonce.
+    pub(crate) fn park_init(&mut self, nonce: u64) {
+        self.t.header().publisher.0.bell.store(nonce, Ordering::SeqCst);
+    }
+
+    /// Raises the flag subscribers look at after freeing room (the next
+    /// look for room must follow).
+    pub(crate) fn raise_bell(&self) {
+        self.t.header().publisher.0.sleeping.store(bell::BELL, Ordering::SeqCst);
+        // Subscribers may use the light fence: the membarrier pairs with it.
+        wait::heavy_fence(true);
+    }
+
+    /// Lowers the flag: subscribers stop ringing.
+    pub(crate) fn lower_bell(&self) {
+        self.t.header().publisher.0.sleeping.store(0, Ordering::SeqCst);
+    }
+
+    /// Looks for subscribers that died, so they are not waited for.
+    pub(crate) fn sweep_dead(&mut self) -> Result<()> {
+        self.sweep(false)
+    }
+
+    /// Ends the stream if the end marker fits now ([`Cause::Full`]
+    /// otherwise): `abort` chooses the marker.
+    pub(crate) fn try_end(&mut self, abort: bool) -> Result<()> {
+        self.end_stream(if abort { ring::ABORT } else { ring::CLOSE }, Wait::No)
+    }
+
+    /// The topic's name, for errors.
+    pub(crate) fn label(&self) -> &str {
+        &self.t.label
     }
 }
 

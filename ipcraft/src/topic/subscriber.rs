@@ -6,8 +6,6 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
-use rustix::thread::futex;
-
 use super::layout::{Slot, ABSENT, ATTACHED, PUBLISHER_LOCK_BYTE, SEQ};
 use super::object::TopicMap;
 use super::publisher::lock_byte;
@@ -114,6 +112,9 @@ impl Subscriber {
         let s = sub.me();
         s.light.store(u32::from(light), Ordering::Release);
         s.pid.store(pid, Ordering::Release);
+        // A blocking subscriber until `park_init` says otherwise (an async
+        // one that held the slot may have left its nonce).
+        s.bell.store(0, Ordering::Release);
         sub.sleep_bit().lower();
         // Publish the start before the state, then look at `oldest` after a
         // full barrier: either the publisher sees this slot before it
@@ -221,9 +222,17 @@ impl Subscriber {
         self.me().head.store(self.head, Ordering::Release);
         wait::light_fence(self.light);
         if h.publisher.0.sleeping.load(Ordering::Relaxed) != 0 {
-            h.progress.0.fetch_add(1, Ordering::SeqCst);
-            let _ = futex::wake(&h.progress.0, futex::Flags::empty(), 1);
+            self.wake_publisher();
         }
+    }
+
+    /// Tells a sleeping publisher (blocking or async) that room may have
+    /// freed.
+    #[cold]
+    fn wake_publisher(&self) {
+        let h = self.t.header();
+        h.progress.0.fetch_add(1, Ordering::SeqCst);
+        wait::wake(&h.publisher.0, &h.progress.0);
     }
 
     /// Whether a publisher is there to finish the stream (see the
@@ -415,14 +424,26 @@ impl Subscriber {
 
     /// Receives the next message as a new vector.
     pub fn recv_vec(&mut self) -> Result<Option<Vec<u8>>> {
-        self.recv_view()?.map(|view| view.to_vec()).transpose()
+        self.vec_with(Wait::Forever)
+    }
+
+    /// The next message as a new vector, as `wait` allows.
+    pub(crate) fn vec_with(&mut self, wait: Wait) -> Result<Option<Vec<u8>>> {
+        self.view_with(wait)?.map(|view| view.to_vec()).transpose()
     }
 
     /// Receives a plain-old-data value sent with [`Publisher::send_pod`](super::Publisher::send_pod).
     pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<Option<T>> {
+        self.pod_with(Wait::Forever)
+    }
+
+    /// The next plain-old-data value, as `wait` allows.
+    pub(crate) fn pod_with<T: bytemuck::Pod>(&mut self, wait: Wait) -> Result<Option<T>> {
         let mut value = T::zeroed();
         let want = std::mem::size_of::<T>();
-        let Some(view) = self.recv_view()? else { return Ok(None) };
+        let Some(view) = self.view_with(wait)? else {
+            return Ok(None);
+        };
         if view.len() != want {
             return Err(view.sub.err(Cause::Corrupted(format!(
                 "message is {} bytes; a {} is {want}",
@@ -464,6 +485,56 @@ impl Subscriber {
     }
 }
 
+/// An async subscriber (the `tokio` module) sleeps on a doorbell whose
+/// nonce its slot names; its sleeping bit is its flag, which the publisher
+/// clears as it rings (so a bit found clear on waking means a ring is owed).
+impl crate::channel::Park for Subscriber {
+    fn park_init(&mut self, nonce: u64) -> Result<()> {
+        self.me().bell.store(nonce, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn park_release(&mut self) {
+        self.me().bell.store(0, Ordering::SeqCst);
+    }
+
+    fn arm(&mut self) -> bool {
+        self.sleep_bit().raise();
+        let h = self.t.header();
+        wait::heavy_fence(h.publisher.0.light.load(Ordering::Acquire) != 0);
+        self.t.ring.is_published(self.head) || self.overtaken()
+    }
+
+    fn flag(&self) -> crate::channel::FlagRef<'_> {
+        let Bit(word, bit) = self.sleep_bit();
+        crate::channel::FlagRef::Bit(word, bit)
+    }
+
+    #[cfg(feature = "tokio")]
+    fn peer(&mut self) -> Result<Option<u32>> {
+        if self.t.locked(PUBLISHER_LOCK_BYTE, OP)? {
+            self.publisher_seen = true;
+            return Ok(Some(self.t.header().publisher.0.pid.load(Ordering::Acquire)));
+        }
+        self.publisher_present().map(|()| None)
+    }
+
+    #[cfg(feature = "tokio")]
+    fn peer_identity(&self) -> (u32, u32, u32) {
+        let side = &self.t.header().publisher.0;
+        (
+            side.pid.load(Ordering::Acquire),
+            side.attaches.load(Ordering::Acquire),
+            side.leaving.load(Ordering::SeqCst),
+        )
+    }
+
+    #[cfg(feature = "tokio")]
+    fn label(&self) -> &str {
+        &self.t.label
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         if rustix::process::getpid().as_raw_nonzero().get() as u32 != self.pid {
@@ -471,11 +542,10 @@ impl Drop for Subscriber {
         }
         self.me().state.store(ABSENT, Ordering::SeqCst);
         self.sleep_bit().lower();
+        self.me().bell.store(0, Ordering::Release);
         // A publisher waiting for this subscriber's room need not wait.
-        let h = self.t.header();
-        if h.publisher.0.sleeping.load(Ordering::SeqCst) != 0 {
-            h.progress.0.fetch_add(1, Ordering::SeqCst);
-            let _ = futex::wake(&h.progress.0, futex::Flags::empty(), 1);
+        if self.t.header().publisher.0.sleeping.load(Ordering::SeqCst) != 0 {
+            self.wake_publisher();
         }
     }
 }
