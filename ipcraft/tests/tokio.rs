@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::ends::{assert_stream, cpu_micros, fail, message, record, records, runtime};
 use common::{pass_fd, pattern, role, roles, unique, wait_with_stderr, ShmName, TempDir, TIMEOUT};
 use ipcraft::channel::{ChannelOptions, Receiver, Sender};
 use ipcraft::error::Cause;
@@ -27,53 +28,6 @@ roles!(
     role_pair_after_fork,
     role_drop_and_live_on,
 );
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Message `i` of a test stream: its length varies from 1 byte up to
-/// `max`, its content from the seed.
-fn message(i: u64, max: usize, seed: u64) -> Vec<u8> {
-    let len = 1 + (i as usize * 7919) % max;
-    pattern(len, seed.wrapping_add(i))
-}
-
-/// Writes one received message as a record: length (u32 LE), bytes.
-fn record(out: &mut impl Write, msg: &[u8]) {
-    out.write_all(&(msg.len() as u32).to_le_bytes()).unwrap();
-    out.write_all(msg).unwrap();
-}
-
-/// Splits a child's stdout into its records.
-fn records(mut raw: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while raw.len() >= 4 {
-        let len = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
-        assert!(raw.len() >= 4 + len, "a torn record");
-        out.push(raw[4..4 + len].to_vec());
-        raw = &raw[4 + len..];
-    }
-    assert!(raw.is_empty(), "trailing bytes after the records");
-    out
-}
-
-/// Asserts `got` is messages `0..count` exactly, in order.
-fn assert_stream(got: &[Vec<u8>], count: u64, max: usize, seed: u64) {
-    assert_eq!(got.len() as u64, count, "message count");
-    for (i, m) in got.iter().enumerate() {
-        assert!(*m == message(i as u64, max, seed), "message {i} differs");
-    }
-}
-
-/// Exits the role with the error's one line on stderr, as a program would.
-fn fail(e: impl std::fmt::Display) -> ! {
-    eprintln!("ERR {e}");
-    std::process::exit(1);
-}
 
 // ---- roles ----
 
@@ -195,17 +149,6 @@ fn role_idle_recv(args: Vec<String>) {
         assert!(waited.is_err(), "a message arrived: {waited:?}");
         println!("{used}");
     });
-}
-
-fn cpu_micros() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
-        usage.assume_init()
-    };
-    let t = |tv: libc::timeval| tv.tv_sec * 1_000_000 + tv.tv_usec;
-    t(usage.ru_utime) + t(usage.ru_stime)
 }
 
 /// `LEN SEED`: writes the pattern into the pipe end at descriptor 3, async.

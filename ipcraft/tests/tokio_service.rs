@@ -11,19 +11,13 @@ use std::process::{Child, ChildStdout, Stdio};
 use std::task::Poll;
 use std::time::Duration;
 
+use common::ends::{cpu_micros, fail, runtime};
 use common::{pattern, role, roles, wait_with_stderr, ShmName, TIMEOUT};
 use ipcraft::error::Cause;
 use ipcraft::service::{client_gone, Client, Server, ServiceOptions};
 use ipcraft::tokio::{AsyncClient, AsyncServer};
 
 roles!(role_async_server, role_async_client, role_silent_server);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// What the servers answer: the request reversed, then its length (u32
 /// LE); with `pad`, then `pad` bytes more (a pattern of the length).
@@ -37,12 +31,6 @@ fn answer(request: &[u8], pad: usize) -> Vec<u8> {
 /// Request `i` of a client seeded `seed`: 1 to 3000 bytes.
 fn request(i: u64, seed: u64) -> Vec<u8> {
     pattern(1 + (i as usize * 7919) % 3000, seed.wrapping_add(i))
-}
-
-/// Exits the role with the error's one line on stderr, as a program would.
-fn fail(e: impl std::fmt::Display) -> ! {
-    eprintln!("ERR {e}");
-    std::process::exit(1);
 }
 
 // ---- roles ----
@@ -140,17 +128,6 @@ fn role_silent_server(args: Vec<String>) {
     loop {
         std::thread::park();
     }
-}
-
-fn cpu_micros() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
-        usage.assume_init()
-    };
-    let t = |tv: libc::timeval| tv.tv_sec * 1_000_000 + tv.tv_usec;
-    t(usage.ru_utime) + t(usage.ru_stime)
 }
 
 // ---- helpers ----

@@ -10,7 +10,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Stdio};
 use std::time::Duration;
 
-use common::{pattern, role, roles, wait_with_stderr, ShmName, TIMEOUT};
+use common::ends::{assert_stream, cpu_micros, fail, message, record, records, runtime};
+use common::{role, roles, wait_with_stderr, ShmName, TIMEOUT};
 use ipcraft::tokio::{AsyncPublisher, AsyncSubscriber};
 use ipcraft::topic::{Policy, TopicOptions};
 
@@ -21,51 +22,6 @@ roles!(
     role_stuck_sub,
     role_hanging_pub
 );
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Message `i` of a stream seeded `seed`: 1 to `max` bytes.
-fn message(i: u64, max: usize, seed: u64) -> Vec<u8> {
-    pattern(1 + (i as usize * 7919) % max, seed.wrapping_add(i))
-}
-
-/// Exits the role with the error's one line on stderr, as a program would.
-fn fail(e: impl std::fmt::Display) -> ! {
-    eprintln!("ERR {e}");
-    std::process::exit(1);
-}
-
-/// Writes one message as a record: length (u32 LE), bytes.
-fn record(out: &mut impl Write, msg: &[u8]) {
-    out.write_all(&(msg.len() as u32).to_le_bytes()).unwrap();
-    out.write_all(msg).unwrap();
-}
-
-/// Splits the records after a `ready` line.
-fn records(raw: &[u8]) -> Vec<Vec<u8>> {
-    let mut raw = raw.strip_prefix(b"ready\n").expect("a ready line first");
-    let mut out = Vec::new();
-    while raw.len() >= 4 {
-        let len = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
-        assert!(raw.len() >= 4 + len, "a torn record");
-        out.push(raw[4..4 + len].to_vec());
-        raw = &raw[4 + len..];
-    }
-    assert!(raw.is_empty(), "trailing bytes after the records");
-    out
-}
-
-fn assert_stream(got: &[Vec<u8>], count: u64, max: usize, seed: u64) {
-    assert_eq!(got.len() as u64, count, "message count");
-    for (i, m) in got.iter().enumerate() {
-        assert!(*m == message(i as u64, max, seed), "message {i} differs");
-    }
-}
 
 // ---- roles ----
 
@@ -174,18 +130,12 @@ fn role_hanging_pub(args: Vec<String>) {
     }
 }
 
-fn cpu_micros() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
-        usage.assume_init()
-    };
-    let t = |tv: libc::timeval| tv.tv_sec * 1_000_000 + tv.tv_usec;
-    t(usage.ru_utime) + t(usage.ru_stime)
-}
-
 // ---- helpers ----
+
+/// The records a subscriber role wrote after its `ready` line.
+fn after_ready(raw: &[u8]) -> Vec<Vec<u8>> {
+    records(raw.strip_prefix(b"ready\n").expect("a ready line first"))
+}
 
 /// A child whose `ready` line the test waits for, whose stdout is read to
 /// its end in a thread; killed if the test fails before waiting for it.
@@ -246,7 +196,7 @@ impl Proc {
     fn records(self) -> Vec<Vec<u8>> {
         let (status, out, err) = self.finish();
         assert!(status.success(), "{status}: {err}");
-        records(&out)
+        after_ready(&out)
     }
 
     fn kill(&mut self) {
@@ -339,7 +289,7 @@ fn an_async_subscriber_learns_of_its_publishers_death() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("publisher") && err.contains("died"), "{err}");
     // Everything it published came first.
-    assert_stream(&records(&out), 5, 100, 7);
+    assert_stream(&after_ready(&out), 5, 100, 7);
 }
 
 #[test]

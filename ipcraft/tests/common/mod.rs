@@ -2,3 +2,6 @@
 #![allow(unused_imports)]
 
 pub use ipcraft_testkit::*;
+
+#[cfg(not(loom))]
+pub mod ends;
