@@ -13,8 +13,8 @@ use std::time::SystemTime;
 
 use ipcraft::channel::{ChannelOptions, ChannelStat, SideState};
 use ipcraft::mq::MqOptions;
-use ipcraft::service::ServiceStat;
-use ipcraft::topic::TopicStat;
+use ipcraft::service::{ServiceOptions, ServiceStat};
+use ipcraft::topic::{TopicOptions, TopicStat};
 use procfs::process::{FDTarget, MMapPath};
 use rustix::fs::{makedev, FileType};
 
@@ -62,6 +62,24 @@ impl Entry {
     }
 }
 
+/// The first 8 bytes of the shared memory object `name` (an ipcraft
+/// object's magic), read with `read(2)` (never a mapping another process
+/// could shrink) through a descriptor that followed no link.
+fn magic(name: &str) -> Option<[u8; 8]> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(format!("{}{name}", ipcraft::shm::SHM_DIR))
+        .ok()?;
+    if !file.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, 0).ok()?;
+    Some(magic)
+}
+
 /// What an ipcraft object in /dev/shm says about itself.
 #[derive(Debug)]
 pub enum Object {
@@ -73,19 +91,32 @@ pub enum Object {
 }
 
 impl Object {
-    /// Reads the named object's state, if it is an ipcraft object (read
-    /// only; another user's channel too, the other kinds only yours).
+    /// Reads the named object's state, if it is an ipcraft object, by its
+    /// magic: one read of its first bytes, then the one stat that fits
+    /// (read only; another user's object too).
     fn read(name: &str) -> Option<Self> {
-        if let Ok(stat) = ChannelOptions::new().allow_foreign(true).stat(name) {
-            return Some(Object::Channel(stat));
+        match &magic(name)? {
+            b"IPCKCHAN" => ChannelOptions::new()
+                .allow_foreign(true)
+                .stat(name)
+                .ok()
+                .map(Object::Channel),
+            // A group of lanes: a many-sender channel or a service.
+            b"IPCKMANY" => match ChannelOptions::new().allow_foreign(true).stat_lanes(name) {
+                Ok(lanes) => Some(Object::Lanes(lanes)),
+                Err(_) => ServiceOptions::new()
+                    .allow_foreign(true)
+                    .stat(name)
+                    .ok()
+                    .map(Object::Service),
+            },
+            b"IPCKTOPC" => TopicOptions::new()
+                .allow_foreign(true)
+                .stat(name)
+                .ok()
+                .map(Object::Topic),
+            _ => None,
         }
-        if let Ok(lanes) = ipcraft::channel::stat_lanes(name) {
-            return Some(Object::Lanes(lanes));
-        }
-        if let Ok(stat) = ipcraft::topic::stat(name) {
-            return Some(Object::Topic(stat));
-        }
-        ipcraft::service::stat(name).ok().map(Object::Service)
     }
 
     pub fn kind(&self) -> &'static str {

@@ -224,6 +224,17 @@ fn ls_marks_killed_users_dead_and_gc_removes_exactly_those() {
         kill(sender(&mut cmd, &theirs.0));
         assert!(ls(&[], &[&theirs.0]).is_empty(), "not listed without --all-users");
         assert_eq!(ls(&["--all-users"], &[&theirs.0])[&theirs.0]["state"], "dead");
+        // Their topic and many-sender channel are known for what they are
+        // (read-only), not as plain shared memory.
+        let (their_topic, their_many) = (ShmName::new("ls-their-topic"), ShmName::new("ls-their-many"));
+        let mut cmd = as_nobody(env!("CARGO_BIN_EXE_ipcraft").as_ref()).unwrap();
+        assert_ok(&run(cmd.args(["topic", "create", &their_topic.0]), b""));
+        let mut cmd = as_nobody(env!("CARGO_BIN_EXE_ipcraft").as_ref()).unwrap();
+        assert_ok(&run(cmd.args(["chan", "create", &their_many.0, "--senders", "3"]), b""));
+        let seen = ls(&["--all-users"], &[&their_topic.0, &their_many.0]);
+        assert_eq!(seen[&their_topic.0]["kind"], "topic", "{seen:?}");
+        assert_eq!(seen[&their_many.0]["kind"], "channel", "{seen:?}");
+        assert_eq!(seen[&their_many.0]["state"], "idle", "{seen:?}");
     }
 
     let dry = run(ipcraft().args(["gc", "--dry-run"]), b"");

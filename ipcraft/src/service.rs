@@ -71,6 +71,7 @@ pub struct ServiceOptions {
     mode: u32,
     spin: Duration,
     timeout: Duration,
+    allow_foreign: bool,
 }
 
 impl Default for ServiceOptions {
@@ -89,7 +90,16 @@ impl ServiceOptions {
             mode: 0o600,
             spin: DEFAULT_SPIN,
             timeout: DEFAULT_OPEN_TIMEOUT,
+            allow_foreign: false,
         }
+    }
+
+    /// Let [`stat`](Self::stat) read a service another user owns (refused
+    /// by default with [`Cause::ForeignOwner`]: anyone can create objects
+    /// in `/dev/shm`). Stat only: it never writes.
+    pub fn allow_foreign(&mut self, allow: bool) -> &mut Self {
+        self.allow_foreign = allow;
+        self
     }
 
     /// How many clients may be connected at once (1 to [`MAX_CLIENTS`]).
@@ -326,40 +336,48 @@ impl fmt::Display for ServiceStat {
 /// [`Cause::Invalid`] if the object is not an ipcraft service;
 /// [`Cause::Corrupted`] if its header does not hold together.
 pub fn stat(name: impl AsRef<OsStr>) -> Result<ServiceStat> {
-    let name = Name::new(name)?;
-    let group = match Group::open(&name, true, false, Duration::ZERO)? {
-        Some(group) if group.kind == Kind::Service => group,
-        _ => {
-            return Err(Error::new(
-                "open service",
-                &name,
-                Cause::Invalid("not an ipcraft service"),
-            ))
-        }
-    };
-    // Lanes pair up: a client's requests (it sends), then its responses
-    // (the server sends).
-    let lanes = group.stats()?;
-    let server = lanes
-        .iter()
-        .skip(1)
-        .step_by(2)
-        .map(|l| l.sender)
-        .find(|s| *s != SideState::Absent)
-        .unwrap_or(SideState::Absent);
-    let slots = lanes
-        .iter()
-        .step_by(2)
-        .enumerate()
-        .filter(|(_, l)| l.sender != SideState::Absent)
-        .map(|(i, l)| (i as u32, l.sender))
-        .collect();
-    Ok(ServiceStat {
-        clients: (lanes.len() / 2) as u32,
-        capacity: lanes.first().map_or(0, |l| l.capacity),
-        server,
-        slots,
-    })
+    ServiceOptions::new().stat(name)
+}
+
+impl ServiceOptions {
+    /// [`stat`](fn@stat) of the named service, opened read-only (with
+    /// [`allow_foreign`](Self::allow_foreign), another user's too).
+    pub fn stat(&self, name: impl AsRef<OsStr>) -> Result<ServiceStat> {
+        let name = Name::new(name)?;
+        let group = match Group::open(&name, true, self.allow_foreign, Duration::ZERO)? {
+            Some(group) if group.kind == Kind::Service => group,
+            _ => {
+                return Err(Error::new(
+                    "open service",
+                    &name,
+                    Cause::Invalid("not an ipcraft service"),
+                ))
+            }
+        };
+        // Lanes pair up: a client's requests (it sends), then its responses
+        // (the server sends).
+        let lanes = group.stats()?;
+        let server = lanes
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|l| l.sender)
+            .find(|s| *s != SideState::Absent)
+            .unwrap_or(SideState::Absent);
+        let slots = lanes
+            .iter()
+            .step_by(2)
+            .enumerate()
+            .filter(|(_, l)| l.sender != SideState::Absent)
+            .map(|(i, l)| (i as u32, l.sender))
+            .collect();
+        Ok(ServiceStat {
+            clients: (lanes.len() / 2) as u32,
+            capacity: lanes.first().map_or(0, |l| l.capacity),
+            server,
+            slots,
+        })
+    }
 }
 
 /// A request taken by [`Server::recv`], to answer with [`Server::reply`].

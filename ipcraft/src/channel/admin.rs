@@ -117,16 +117,7 @@ pub fn stat(name: impl AsRef<OsStr>) -> Result<ChannelStat> {
 /// [several senders](ChannelOptions::senders); of the one ring of a
 /// one-to-one channel.
 pub fn stat_lanes(name: impl AsRef<OsStr>) -> Result<Vec<ChannelStat>> {
-    let name = Name::new(name)?;
-    match super::lanes::Group::open(&name, true, false, Duration::ZERO)? {
-        Some(group) if group.kind == super::lanes::Kind::Senders => group.stats(),
-        Some(_) => Err(Error::new(
-            "open channel",
-            &name,
-            Cause::Invalid("it is a service, not a channel"),
-        )),
-        None => Ok(vec![stat(&name)?]),
-    }
+    ChannelOptions::new().stat_lanes(name)
 }
 
 impl ChannelStat {
@@ -218,6 +209,21 @@ impl ChannelOptions {
             .open(&name)
             .map_err(|e| e.relabel("open channel", &name))?;
         Mapped::open(Backing::Named(shm), name.to_string(), Duration::ZERO)?.stat()
+    }
+
+    /// [`stat_lanes`] of the named channel, opened read-only (with
+    /// [`allow_foreign`](Self::allow_foreign), another user's too).
+    pub fn stat_lanes(&self, name: impl AsRef<OsStr>) -> Result<Vec<ChannelStat>> {
+        let name = Name::new(name)?;
+        match super::lanes::Group::open(&name, true, self.allow_foreign_owner(), Duration::ZERO)? {
+            Some(group) if group.kind == super::lanes::Kind::Senders => group.stats(),
+            Some(_) => Err(Error::new(
+                "open channel",
+                &name,
+                Cause::Invalid("it is a service, not a channel"),
+            )),
+            None => Ok(vec![self.stat(&name)?]),
+        }
     }
 }
 

@@ -112,6 +112,7 @@ pub struct TopicOptions {
     spin: Duration,
     history: bool,
     open_timeout: Duration,
+    allow_foreign: bool,
 }
 
 impl Default for TopicOptions {
@@ -133,7 +134,22 @@ impl TopicOptions {
             spin: DEFAULT_SPIN,
             history: false,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
+            allow_foreign: false,
         }
+    }
+
+    /// Let [`stat`](Self::stat) read a topic another user owns (refused by
+    /// default with [`Cause::ForeignOwner`]:
+    /// anyone can create objects in `/dev/shm`). Stat only: it never writes.
+    pub fn allow_foreign(&mut self, allow: bool) -> &mut Self {
+        self.allow_foreign = allow;
+        self
+    }
+
+    /// [`stat`](fn@stat) of the named topic, opened read-only (with
+    /// [`allow_foreign`](Self::allow_foreign), another user's too).
+    pub fn stat(&self, name: impl AsRef<OsStr>) -> Result<TopicStat> {
+        TopicMap::open_read_only(name, self.allow_foreign)?.stat()
     }
 
     /// Ring size in bytes (rounded up to a power of two, at least 4 KiB).
@@ -240,7 +256,7 @@ pub fn create(name: impl AsRef<OsStr>, capacity: u64) -> Result<()> {
 /// Removes the named topic, after checking it is one.
 pub fn remove(name: impl AsRef<OsStr>) -> Result<()> {
     let name = Name::new(name)?;
-    TopicMap::open_read_only(&name)?;
+    TopicMap::open_read_only(&name, false)?;
     crate::shm::remove(&name).map_err(|e| e.relabel("remove topic", &name))
 }
 
@@ -299,7 +315,7 @@ impl fmt::Display for TopicStat {
 
 /// Reports on the named topic without attaching (read-only).
 pub fn stat(name: impl AsRef<OsStr>) -> Result<TopicStat> {
-    TopicMap::open_read_only(name)?.stat()
+    TopicOptions::new().stat(name)
 }
 
 /// Removes the named topic if it is what a crash leaves behind (see

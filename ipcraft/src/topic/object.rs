@@ -119,9 +119,14 @@ impl TopicMap {
         Self::validate(shm, name.to_string(), timeout)
     }
 
-    pub(super) fn open_read_only(name: impl AsRef<OsStr>) -> Result<Self> {
+    /// Opens it read-only; `allow_foreign`: another user's too.
+    pub(super) fn open_read_only(name: impl AsRef<OsStr>, allow_foreign: bool) -> Result<Self> {
         let name = Name::new(name)?;
-        let shm = Shm::open_read_only(&name).map_err(|e| e.relabel("open topic", &name))?;
+        let shm = crate::shm::ShmOptions::new()
+            .read_only(true)
+            .allow_foreign(allow_foreign)
+            .open(&name)
+            .map_err(|e| e.relabel("open topic", &name))?;
         Self::validate(shm, name.to_string(), Duration::ZERO)
     }
 
