@@ -96,6 +96,13 @@ impl Bell {
     pub(crate) fn take_one(&self) -> std::io::Result<()> {
         take_one_from(self.fd.as_fd())
     }
+
+    /// Takes up to `max` pending rings in one system call: how many there
+    /// were ([`WouldBlock`](std::io::ErrorKind::WouldBlock) for none).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn take_many(&self, max: usize) -> std::io::Result<usize> {
+        crate::sys::recv_datagrams(self.fd.as_fd(), max)
+    }
 }
 
 impl AsFd for Bell {

@@ -157,3 +157,48 @@ pub(crate) unsafe fn read_raw(fd: BorrowedFd<'_>, ptr: *mut u8, len: usize) -> i
     // SAFETY: the caller guarantees the destination range; the kernel writes it.
     retry_libc(|| unsafe { libc::read(fd.as_raw_fd(), ptr.cast(), len) as i64 }).map(|n| n as usize)
 }
+
+/// Takes up to `max` (at most 16) datagrams of up to one byte each from
+/// the socket `fd` in one [recvmmsg(2)] without waiting: how many there
+/// were ([`WouldBlock`](io::ErrorKind::WouldBlock) for none). Their bytes
+/// are dropped: a doorbell's rings carry no data.
+///
+/// [recvmmsg(2)]: https://man7.org/linux/man-pages/man2/recvmmsg.2.html
+#[cfg(feature = "tokio")]
+pub(crate) fn recv_datagrams(fd: BorrowedFd<'_>, max: usize) -> io::Result<usize> {
+    const MOST: usize = 16;
+    let n = max.clamp(1, MOST);
+    let mut bytes = [0u8; MOST];
+    // SAFETY: all-zero `iovec`s and `mmsghdr`s are valid (null pointers,
+    // zero lengths); they are filled in below before use.
+    let mut iov: [libc::iovec; MOST] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MOST] = unsafe { std::mem::zeroed() };
+    for (i, (v, m)) in iov.iter_mut().zip(msgs.iter_mut()).enumerate() {
+        v.iov_base = bytes[i..].as_mut_ptr().cast();
+        v.iov_len = 1;
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    loop {
+        // SAFETY: `msgs[..n]` each point at one valid `iovec` of one
+        // writable byte of `bytes`, all alive for the call; no address or
+        // control buffer is asked for; a null timeout is allowed.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if got >= 0 {
+            return Ok(got as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}

@@ -42,6 +42,8 @@ pub(super) struct Doorbell {
     /// Rings sent for this end's past sleeps and not yet taken from the
     /// socket (at most one per sleep: see `wait::ring_if_armed`).
     owed: AtomicU32,
+    /// How many owed rings may stay queued before they are taken.
+    lazy: u32,
 }
 
 /// A peer as its side of the header names it: pid, how many processes had
@@ -70,6 +72,20 @@ impl Drop for Disarm<'_> {
     }
 }
 
+/// How many rings may wait in a doorbell's socket untaken: a few less than
+/// it queues (`net.unix.max_dgram_qlen`, 10 by default; a full socket
+/// refuses the next ring, which would then be lost), at most 8; none when
+/// the limit cannot be read.
+fn queued_rings_allowed() -> u32 {
+    static ALLOWED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .map_or(0, |qlen| qlen.saturating_sub(2).min(8))
+    })
+}
+
 /// What a wait found.
 enum Slept {
     /// Something may have changed: try again.
@@ -89,6 +105,7 @@ impl Doorbell {
             bell,
             watch: None,
             owed: AtomicU32::new(0),
+            lazy: queued_rings_allowed(),
         })
     }
 
@@ -149,6 +166,7 @@ impl Doorbell {
         let owed = &self.owed;
         let _disarm = Disarm { flag, owed };
         let bell = &self.bell;
+        let lazy = self.lazy;
         let pidfd = self.watch.as_ref().and_then(|w| w.1.as_ref());
         let mut timer = match (&self.watch, pidfd) {
             _ if leaving => Some(Box::pin(::tokio::time::sleep(LEAVING_CHECK))),
@@ -158,24 +176,24 @@ impl Doorbell {
         let peer_exited = poll_fn(|cx| {
             if let Poll::Ready(guard) = bell.poll_read_ready(cx) {
                 let mut guard = guard?;
-                // Count this sleep's ring, then take the rings owed, one
-                // receive each. Readiness is cleared once they are taken
-                // (or by `try_io` when one has not arrived yet): a ring
-                // arriving later is a new edge, which sets it again.
+                // Count this sleep's ring. While few are owed, leave them
+                // queued (a receive is a system call on the wake-up path):
+                // every ring is an edge of its own, so the next one wakes
+                // this end all the same. Then take them all in one call.
+                // Readiness is cleared once they are taken (or when some
+                // have not arrived yet: each is a new edge when it does).
                 lower(flag, owed);
-                loop {
-                    if owed.load(Ordering::Relaxed) == 0 {
-                        guard.clear_ready();
-                        break;
-                    }
-                    match guard.try_io(|b| b.get_ref().take_one()) {
-                        Ok(Ok(())) => {
-                            owed.fetch_sub(1, Ordering::Relaxed);
+                let want = owed.load(Ordering::Relaxed);
+                if want >= lazy.max(1) {
+                    match guard.try_io(|b| b.get_ref().take_many(want as usize)) {
+                        Ok(Ok(took)) => {
+                            owed.fetch_sub((took as u32).min(want), Ordering::Relaxed);
                         }
                         Ok(Err(e)) => return Poll::Ready(Err(e)),
-                        Err(_would_block) => break,
+                        Err(_would_block) => return Poll::Ready(Ok::<bool, std::io::Error>(false)),
                     }
                 }
+                guard.clear_ready();
                 return Poll::Ready(Ok::<bool, std::io::Error>(false));
             }
             if let Some(fd) = pidfd {
