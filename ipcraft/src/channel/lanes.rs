@@ -566,10 +566,19 @@ impl MultiReceiver {
             if let Wait::No = wait {
                 return Err(Error::new(RECV_OP, &self.group.label, Cause::Empty));
             }
-            // Spinning: read the clock (costly in some VMs) only now and then.
+            // Spinning: a tight poll of the lanes' next frames first, as the
+            // receiver's own wait does (a message on its way is seen a few
+            // cycles after it lands, without a pass's bookkeeping); the
+            // clock (costly in some VMs) only now and then.
+            if spinning {
+                let mut polls = 0;
+                while polls < 256 && !self.lanes.iter().any(Receiver::published) {
+                    std::hint::spin_loop();
+                    polls += 1;
+                }
+            }
             spins = spins.wrapping_add(1);
             if spinning && spins % 64 != 0 {
-                std::hint::spin_loop();
                 continue;
             }
             let now = Instant::now();
