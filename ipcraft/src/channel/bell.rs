@@ -94,7 +94,9 @@ impl Bell {
     /// Takes one pending ring ([`WouldBlock`](std::io::ErrorKind::WouldBlock)
     /// when there is none).
     pub(crate) fn take_one(&self) -> std::io::Result<()> {
-        take_one_from(self.fd.as_fd())
+        let mut byte = [0u8; 1];
+        rustix::io::retry_on_intr(|| rustix::net::recv(&self.fd, &mut byte[..], rustix::net::RecvFlags::DONTWAIT))?;
+        Ok(())
     }
 
     /// Takes up to `max` pending rings in one system call: how many there
@@ -115,14 +117,6 @@ impl AsRawFd for Bell {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
-}
-
-/// Takes one pending ring from a doorbell's socket (or a second descriptor
-/// for it); [`WouldBlock`](std::io::ErrorKind::WouldBlock) when there is none.
-pub(crate) fn take_one_from(fd: BorrowedFd<'_>) -> std::io::Result<()> {
-    let mut byte = [0u8; 1];
-    rustix::io::retry_on_intr(|| rustix::net::recv(fd, &mut byte[..], rustix::net::RecvFlags::DONTWAIT))?;
-    Ok(())
 }
 
 /// Rings the doorbell with this nonce: one datagram, never waiting. A bell

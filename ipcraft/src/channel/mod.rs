@@ -74,8 +74,6 @@ pub use options::ChannelOptions;
 pub use receiver::{Receiver, RecvView};
 pub use sender::{SendError, SendSlot, Sender};
 
-#[cfg(feature = "tokio")]
-pub(crate) use bell::take_one_from;
 pub(crate) use bell::Bell;
 
 /// What an async end (the `tokio` module) needs from a blocking one to

@@ -97,6 +97,19 @@ fn register<T: AsRawFd>(inner: T, interest: Interest) -> std::io::Result<AsyncFd
     unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(std::io::Error::from)
 }
 
+/// Waits until the doorbell socket in `bell` is readable, then takes every
+/// ring queued there (16 per system call), which clears its readiness.
+async fn wait_and_drain<T: AsRawFd + AsFd>(bell: &AsyncFd<T>) -> std::io::Result<()> {
+    let mut guard = bell.readable().await?;
+    loop {
+        match guard.try_io(|b| sys::recv_datagrams(b.get_ref().as_fd(), 16)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => return Ok(()),
+        }
+    }
+}
+
 /// A pipe whose ends are async ([`pipe(2)`](https://man7.org/linux/man-pages/man2/pipe.2.html)):
 /// `AsyncRead` on the receiver, `AsyncWrite` on the sender.
 pub fn pipe() -> Result<(PipeReceiver, PipeSender)> {

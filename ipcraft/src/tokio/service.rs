@@ -22,7 +22,7 @@ use ::tokio::io::Interest;
 use super::channel::{empty, full, until, Doorbell};
 use crate::channel::object::Wait;
 use crate::channel::ring::Dest;
-use crate::channel::{take_one_from, MultiReceiver};
+use crate::channel::MultiReceiver;
 use crate::error::{Cause, Error, Result};
 use crate::service::{send_response, take_response, Client, Request, Server, ServiceOptions, Taken};
 
@@ -130,7 +130,7 @@ impl AsyncServer {
             }
             // (Held by `&mut`, so the future stays `Send`.)
             let disarm = Lanes(requests);
-            let woke = wait_bell(&self.bell).await;
+            let woke = super::wait_and_drain(&self.bell).await;
             drop(disarm);
             woke.map_err(|e| Error::new("wait on service doorbell", self.server.requests.label(), e))?;
         }
@@ -159,19 +159,6 @@ struct Lanes<'a>(&'a mut MultiReceiver);
 impl Drop for Lanes<'_> {
     fn drop(&mut self) {
         self.0.disarm_lanes();
-    }
-}
-
-/// Waits until the doorbell rings, then takes every ring there is, which
-/// clears its readiness.
-async fn wait_bell(bell: &AsyncFd<OwnedFd>) -> std::io::Result<()> {
-    let mut guard = bell.readable().await?;
-    loop {
-        match guard.try_io(|fd| take_one_from(fd.get_ref().as_fd())) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_would_block) => return Ok(()),
-        }
     }
 }
 

@@ -185,19 +185,7 @@ impl AsyncPublisher {
             }
             // (Held by `&mut`, so the future stays `Send`.)
             let lowered = Lowered(&mut self.publisher);
-            let woke = ::tokio::time::timeout(SUBSCRIBER_CHECK, async {
-                let mut guard = self.bell.readable().await?;
-                // Take every ring (at most one per sleep is sent), which
-                // clears the readiness.
-                loop {
-                    match guard.try_io(|b| b.get_ref().take_one()) {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Err(e),
-                        Err(_would_block) => return Ok(()),
-                    }
-                }
-            })
-            .await;
+            let woke = ::tokio::time::timeout(SUBSCRIBER_CHECK, super::wait_and_drain(&self.bell)).await;
             drop(lowered);
             match woke {
                 Ok(woke) => woke.map_err(|e| Error::new("wait on topic doorbell", self.publisher.label(), e))?,
