@@ -98,13 +98,6 @@ impl Bell {
         rustix::io::retry_on_intr(|| rustix::net::recv(&self.fd, &mut byte[..], rustix::net::RecvFlags::DONTWAIT))?;
         Ok(())
     }
-
-    /// Takes up to `max` pending rings in one system call: how many there
-    /// were ([`WouldBlock`](std::io::ErrorKind::WouldBlock) for none).
-    #[cfg(feature = "tokio")]
-    pub(crate) fn take_many(&self, max: usize) -> std::io::Result<usize> {
-        crate::sys::recv_datagrams(self.fd.as_fd(), max)
-    }
 }
 
 impl AsFd for Bell {

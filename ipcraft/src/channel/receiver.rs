@@ -228,21 +228,7 @@ impl Receiver {
     }
 
     fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<usize>> {
-        let Some((at, len)) = self.next_frame(wait)? else {
-            return Ok(None);
-        };
-        let len = len as usize;
-        if buf.len() < len {
-            return Err(self.err(Cause::BufferTooSmall {
-                len: buf.len(),
-                need: len,
-                limit_name: "the message",
-            }));
-        }
-        // SAFETY: peek checked that `len` bytes at ring index `at` lie in the ring.
-        unsafe { ring::copy_from_shared(&mut buf[..len], self.mapped.ring.at(at)) };
-        self.advance(ring::frame_size(len as u64));
-        Ok(Some(len))
+        self.recv_split(&mut [], buf, wait)
     }
 
     /// Receives the next message into `buf`, waiting while the ring is
@@ -423,7 +409,9 @@ impl Receiver {
             // SAFETY: peek checked that `len` bytes at ring index `at` lie in
             // the ring: the prefix, then `len - P` more.
             let filled = unsafe {
-                ring::copy_from_shared(prefix, frame);
+                if P > 0 {
+                    ring::copy_from_shared(prefix, frame);
+                }
                 rest.fill_from_shared(frame.add(P), len - P)
             };
             if let Err(room) = filled {

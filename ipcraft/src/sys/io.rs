@@ -180,25 +180,17 @@ pub(crate) fn recv_datagrams(fd: BorrowedFd<'_>, max: usize) -> io::Result<usize
         m.msg_hdr.msg_iov = v;
         m.msg_hdr.msg_iovlen = 1;
     }
-    loop {
-        // SAFETY: `msgs[..n]` each point at one valid `iovec` of one
-        // writable byte of `bytes`, all alive for the call; no address or
-        // control buffer is asked for; a null timeout is allowed.
-        let got = unsafe {
-            libc::recvmmsg(
-                fd.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if got >= 0 {
-            return Ok(got as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: `msgs[..n]` each point at one valid `iovec` of one writable
+    // byte of `bytes`, all alive for the call; no address or control buffer
+    // is asked for; a null timeout is allowed.
+    retry_libc(|| unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    })
+    .map(|got| got as usize)
 }

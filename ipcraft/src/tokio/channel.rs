@@ -13,7 +13,7 @@
 //! [pidfd]: https://man7.org/linux/man-pages/man2/pidfd_open.2.html
 
 use std::future::{poll_fn, Future};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 use std::time::Duration;
@@ -185,7 +185,7 @@ impl Doorbell {
                 lower(flag, owed);
                 let want = owed.load(Ordering::Relaxed);
                 if want >= lazy.max(1) {
-                    match guard.try_io(|b| b.get_ref().take_many(want as usize)) {
+                    match guard.try_io(|b| crate::sys::recv_datagrams(b.get_ref().as_fd(), want as usize)) {
                         Ok(Ok(took)) => {
                             owed.fetch_sub((took as u32).min(want), Ordering::Relaxed);
                         }
