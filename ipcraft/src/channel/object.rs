@@ -541,8 +541,7 @@ impl Attachment {
     /// Raises this end's flag to `BELL` and issues the sleeping side's
     /// barrier; the caller then looks at its condition again.
     pub(super) fn raise_bell(&self, mapped: &Mapped) {
-        self.side(mapped).sleeping.store(super::bell::BELL, Ordering::Relaxed);
-        wait::heavy_fence(peer_is_light(self.peer_side(mapped)));
+        wait::raise_bell(self.side(mapped), peer_is_light(self.peer_side(mapped)));
     }
 
     /// This end's sleeping flag.

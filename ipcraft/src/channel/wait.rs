@@ -268,6 +268,15 @@ pub(crate) fn wake(side: &Side, word: &AtomicU32) {
     }
 }
 
+/// Raises `side`'s flag to `BELL` (its async end is about to sleep on its
+/// doorbell) and issues the sleeping side's barrier (the membarrier too
+/// when the peer's fast path is light); the caller then looks at its
+/// condition again.
+pub(crate) fn raise_bell(side: &Side, peer_light: bool) {
+    side.sleeping.store(bell::BELL, Ordering::Relaxed);
+    heavy_fence(peer_light);
+}
+
 /// Rings the doorbell of `side`'s async end if it is armed and nobody has
 /// rung it since it was: one ring per sleep, so rings never pile up in
 /// its socket.

@@ -361,7 +361,9 @@ impl Publisher {
     /// and the blocking ones with one futex wake-up.
     #[cold]
     fn wake_all(&mut self) {
-        self.wake_sleepers();
+        if self.ring_sleepers() {
+            let _ = futex::wake(low_half(&self.t.header().tail.0), futex::Flags::empty(), wait::WAKE_ALL);
+        }
         // A subscriber killed while asleep leaves its bit set: look for
         // such bits now and then, so the wake-ups stop.
         self.wakes = self.wakes.wrapping_add(1);
@@ -370,8 +372,8 @@ impl Publisher {
         }
     }
 
-    /// [`wake_all`](Self::wake_all) without the sweep: rings the async
-    /// sleepers, and says whether a blocking one needs the futex.
+    /// Rings the async sleepers (clearing their bits), and says whether a
+    /// blocking one needs the futex.
     fn ring_sleepers(&self) -> bool {
         let h = self.t.header();
         let words = self.t.slots.div_ceil(64) as usize;
@@ -397,13 +399,6 @@ impl Publisher {
             }
         }
         futex_needed
-    }
-
-    /// Rings the async sleepers and wakes the blocking ones.
-    fn wake_sleepers(&self) {
-        if self.ring_sleepers() {
-            let _ = futex::wake(low_half(&self.t.header().tail.0), futex::Flags::empty(), wait::WAKE_ALL);
-        }
     }
 
     /// Publishes a frame of `len` payload bytes (sequence number included)
@@ -546,9 +541,8 @@ impl Publisher {
     /// Raises the flag subscribers look at after freeing room (the next
     /// look for room must follow).
     pub(crate) fn raise_bell(&self) {
-        self.t.header().publisher.0.sleeping.store(bell::BELL, Ordering::SeqCst);
         // Subscribers may use the light fence: the membarrier pairs with it.
-        wait::heavy_fence(true);
+        wait::raise_bell(&self.t.header().publisher.0, true);
     }
 
     /// Lowers the flag: subscribers stop ringing.
