@@ -21,7 +21,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -324,13 +324,16 @@ impl Group {
 /// closed its stream (and at least one has).
 ///
 /// While nothing is waiting it spins briefly, then sleeps on a doorbell
-/// every lane's sender rings (an abstract Unix datagram socket, the one
-/// async ends use; see ARCHITECTURE.md): a futex cannot wait on several
-/// words.
+/// every lane's sender rings (an abstract Unix datagram socket and an
+/// eventfd, as async ends use; see ARCHITECTURE.md): a futex cannot wait
+/// on several words.
 pub struct MultiReceiver {
     group: Group,
     lanes: Vec<Receiver>,
     bell: Bell,
+    /// An epoll descriptor watching `bell` (what a blocking wait sleeps on,
+    /// and the descriptor an event loop can watch).
+    bell_watch: OwnedFd,
     /// The lane to look at first next time (round robin).
     next: usize,
     /// Per lane: what this receiver knows of its senders.
@@ -393,6 +396,7 @@ impl MultiReceiver {
     /// it never reports the end (a service's server).
     pub(crate) fn attach_lanes(group: Group, step: u32, forever: bool, spin: Duration) -> Result<Self> {
         let bell = Bell::bind().context("bind doorbell for", &group.label)?;
+        let bell_watch = bell.watch().context("watch doorbell for", &group.label)?;
         let mut lanes = Vec::with_capacity((group.lanes / step) as usize);
         for k in (0..group.lanes).step_by(step as usize) {
             // Parked before it attaches, so it uses real fences (as an
@@ -409,6 +413,7 @@ impl MultiReceiver {
             group,
             lanes,
             bell,
+            bell_watch,
             next: 0,
             watch: vec![Watch::default(); n],
             ended_any: false,
@@ -596,7 +601,7 @@ impl MultiReceiver {
             if !self.arm_lanes() {
                 let nap = Duration::from_millis(50).min(left.unwrap_or(Duration::MAX));
                 let rung = match sys::wait_fd(
-                    self.bell.as_fd(),
+                    self.bell_watch.as_fd(),
                     rustix::event::PollFlags::IN,
                     Some(Instant::now() + nap),
                 ) {
@@ -604,7 +609,9 @@ impl MultiReceiver {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => false,
                     Err(e) => return Err(Error::new("wait for", &self.group.label, e)),
                 };
-                while self.bell.take_one().is_ok() {}
+                self.bell
+                    .drain(64)
+                    .map_err(|e| Error::new("take rings of", &self.group.label, e))?;
                 self.disarm_lanes();
                 if !rung {
                     if let Some(found) = self.poll(take, true)? {
@@ -706,6 +713,6 @@ impl AsRawFd for MultiReceiver {
     /// The doorbell: readable when a sender has rung it (for an event
     /// loop; take messages with [`try_recv_from`](Self::try_recv_from)).
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.bell.as_raw_fd()
+        self.bell_watch.as_raw_fd()
     }
 }

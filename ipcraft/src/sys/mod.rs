@@ -18,8 +18,6 @@ mod sigbus;
 mod signal;
 
 pub(crate) use fd::{deadline, is_nonblocking, open_nofollow, set_nonblocking, wait_fd};
-#[cfg(feature = "tokio")]
-pub(crate) use io::recv_datagrams;
 pub(crate) use io::{kernel_copy, read_raw, write_all_raw, write_nosigpipe};
 pub(crate) use lock::{ofd_lock, ofd_locked_by_other};
 pub(crate) use mq::{

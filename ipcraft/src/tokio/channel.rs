@@ -3,17 +3,19 @@
 //! An async end is a blocking [`Sender`] or [`Receiver`] that never spins
 //! and, instead of sleeping on a futex, sleeps on a doorbell the kernel can
 //! report readiness on: a Unix datagram socket in the abstract namespace
-//! whose name the end publishes in the channel's header. The peer — async
-//! or blocking, in any process — sends it one byte when it publishes a
-//! message or frees room *and* sees the async end asleep, so the fast path
-//! stays free of system calls while both sides are busy. The peer's death
+//! whose name the end publishes in the channel's header, and an eventfd the
+//! doorbell hands to each peer that rings it. The peer — async or
+//! blocking, in any process — rings when it publishes a message or frees
+//! room *and* sees the async end asleep (a datagram the first time, then a
+//! write to the eventfd), so the fast path stays free of system calls while
+//! both sides are busy. The peer's death
 //! reaches a sleeping end through a [pidfd] of the peer (readable when the
 //! process exits), so an idle async end costs no CPU: no timer polls.
 //!
 //! [pidfd]: https://man7.org/linux/man-pages/man2/pidfd_open.2.html
 
 use std::future::{poll_fn, Future};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use std::time::Duration;
 use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::Interest;
 
+use super::AsyncBell;
 use crate::channel::{Bell, FlagRef, Park, Receiver, RecvView, SendSlot, Sender};
 use crate::error::{Cause, Error, Result};
 
@@ -35,7 +38,7 @@ const FALLBACK_CHECK: Duration = Duration::from_millis(50);
 /// A doorbell and the watch on the peer's process.
 #[derive(Debug)]
 pub(super) struct Doorbell {
-    bell: AsyncFd<Bell>,
+    bell: AsyncBell,
     /// The watched peer, and its pidfd (`None`: it could not be opened,
     /// so a timer checks instead).
     watch: Option<(Identity, Option<AsyncFd<OwnedFd>>)>,
@@ -98,9 +101,8 @@ impl Doorbell {
     pub(super) fn bind<E: Park>(end: &mut E) -> Result<Self> {
         const OP: &str = "make channel doorbell";
         let bell = Bell::bind().map_err(|e| Error::new(OP, end.label(), e))?;
-        let nonce = bell.nonce();
-        let bell = super::register(bell, Interest::READABLE).map_err(|e| Error::new(OP, end.label(), e))?;
-        end.park_init(nonce)?;
+        let bell = AsyncBell::new(bell).map_err(|e| Error::new(OP, end.label(), e))?;
+        end.park_init(bell.nonce())?;
         Ok(Self {
             bell,
             watch: None,
@@ -174,26 +176,18 @@ impl Doorbell {
             _ => None,
         };
         let peer_exited = poll_fn(|cx| {
-            if let Poll::Ready(guard) = bell.poll_read_ready(cx) {
-                let mut guard = guard?;
+            if let Poll::Ready(rung) = bell.poll_rung(cx) {
+                rung?;
                 // Count this sleep's ring. While few are owed, leave them
-                // queued (a receive is a system call on the wake-up path):
-                // every ring is an edge of its own, so the next one wakes
-                // this end all the same. Then take them all in one call.
-                // Readiness is cleared once they are taken (or when some
-                // have not arrived yet: each is a new edge when it does).
+                // queued (taking them is a system call on the wake-up
+                // path): every ring is an edge of its own, so the next one
+                // wakes this end all the same. Then take them all at once.
                 lower(flag, owed);
                 let want = owed.load(Ordering::Relaxed);
                 if want >= lazy.max(1) {
-                    match guard.try_io(|b| crate::sys::recv_datagrams(b.get_ref().as_fd(), want as usize)) {
-                        Ok(Ok(took)) => {
-                            owed.fetch_sub((took as u32).min(want), Ordering::Relaxed);
-                        }
-                        Ok(Err(e)) => return Poll::Ready(Err(e)),
-                        Err(_would_block) => return Poll::Ready(Ok::<bool, std::io::Error>(false)),
-                    }
+                    let took = bell.drain(want as usize)?;
+                    owed.fetch_sub(u32::try_from(took).unwrap_or(u32::MAX).min(want), Ordering::Relaxed);
                 }
-                guard.clear_ready();
                 return Poll::Ready(Ok::<bool, std::io::Error>(false));
             }
             if let Some(fd) = pidfd {

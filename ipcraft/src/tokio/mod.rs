@@ -81,6 +81,7 @@ use ::tokio::net::UnixStream;
 pub use self::channel::{AsyncReceiver, AsyncSender};
 pub use self::service::{AsyncClient, AsyncServer};
 pub use self::topic::{AsyncPublisher, AsyncSubscriber};
+use crate::channel::Bell;
 use crate::error::{Cause, Context, Error, Result};
 use crate::fifo::FifoOptions;
 use crate::mq::MessageQueue;
@@ -97,17 +98,65 @@ fn register<T: AsRawFd>(inner: T, interest: Interest) -> std::io::Result<AsyncFd
     unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(std::io::Error::from)
 }
 
-/// Waits until the doorbell socket in `bell` is readable, then takes every
-/// ring queued there (16 per system call), which clears its readiness.
-async fn wait_and_drain<T: AsRawFd + AsFd>(bell: &AsyncFd<T>) -> std::io::Result<()> {
-    let mut guard = bell.readable().await?;
-    loop {
-        match guard.try_io(|b| sys::recv_datagrams(b.get_ref().as_fd(), 16)) {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_would_block) => return Ok(()),
+/// How many datagram rings one wake-up takes at most (a flood of them
+/// cannot keep an end from its work; the rest stay readable).
+const DRAIN_MOST: usize = 64;
+
+/// A doorbell registered with the runtime: its socket and its eventfd
+/// each (second descriptors for them), watched directly rather than
+/// through the doorbell's epoll descriptor, which would add a wake-up
+/// callback to every ring (see `channel::bell`).
+#[derive(Debug)]
+struct AsyncBell {
+    bell: Bell,
+    socket: AsyncFd<OwnedFd>,
+    event: AsyncFd<OwnedFd>,
+}
+
+impl AsyncBell {
+    /// Registers `bell`'s descriptors with the runtime.
+    fn new(bell: Bell) -> std::io::Result<Self> {
+        let [socket, event] = bell.fds();
+        let socket = register(socket.try_clone_to_owned()?, Interest::READABLE)?;
+        let event = register(event.try_clone_to_owned()?, Interest::READABLE)?;
+        Ok(Self { bell, socket, event })
+    }
+
+    /// The nonce peers ring.
+    fn nonce(&self) -> u64 {
+        self.bell.nonce()
+    }
+
+    /// Ready once a ring has come (through either descriptor) since the
+    /// last time this was ready; the rings themselves stay until
+    /// [`drain`](Self::drain) takes them (each new ring wakes all the same:
+    /// the runtime watches edges).
+    fn poll_rung(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let mut rung = false;
+        for fd in [&self.socket, &self.event] {
+            if let std::task::Poll::Ready(guard) = fd.poll_read_ready(cx) {
+                guard?.clear_ready();
+                rung = true;
+            }
+        }
+        if rung {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending
         }
     }
+
+    /// Takes pending rings ([`Bell::drain`]).
+    fn drain(&self, most: usize) -> std::io::Result<usize> {
+        self.bell.drain(most)
+    }
+}
+
+/// Waits until `bell` is rung, then takes every ring pending there.
+async fn wait_and_drain(bell: &AsyncBell) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| bell.poll_rung(cx)).await?;
+    bell.drain(DRAIN_MOST)?;
+    Ok(())
 }
 
 /// A pipe whose ends are async ([`pipe(2)`](https://man7.org/linux/man-pages/man2/pipe.2.html)):

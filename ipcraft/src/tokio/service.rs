@@ -13,13 +13,10 @@
 //! [`AsyncReceiver`]: super::AsyncReceiver
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ::tokio::io::unix::AsyncFd;
-use ::tokio::io::Interest;
-
 use super::channel::{empty, full, until, Doorbell};
+use super::AsyncBell;
 use crate::channel::object::Wait;
 use crate::channel::ring::Dest;
 use crate::channel::MultiReceiver;
@@ -53,8 +50,8 @@ use crate::service::{send_response, take_response, Client, Request, Server, Serv
 #[derive(Debug)]
 pub struct AsyncServer {
     server: Server,
-    /// The request lanes' doorbell (a second descriptor for its socket).
-    bell: AsyncFd<OwnedFd>,
+    /// The request lanes' doorbell (a second handle on it).
+    bell: AsyncBell,
     /// Each response lane's doorbell, once the server has had to wait there.
     reply_bells: Vec<Option<Doorbell>>,
 }
@@ -64,17 +61,16 @@ impl AsyncServer {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`]).
+    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`](::tokio::io::unix::AsyncFd::new)).
     pub fn new(server: Server) -> Result<Self> {
         const OP: &str = "make service doorbell";
         let label = server.requests.label();
-        let fd = server
+        let bell = server
             .requests
             .bell()
-            .as_fd()
-            .try_clone_to_owned()
+            .try_clone()
             .map_err(|e| Error::new(OP, label, e))?;
-        let bell = super::register(fd, Interest::READABLE).map_err(|e| Error::new(OP, label, e))?;
+        let bell = AsyncBell::new(bell).map_err(|e| Error::new(OP, label, e))?;
         let reply_bells = server.responses.iter().map(|_| None).collect();
         Ok(Self {
             server,
@@ -198,7 +194,7 @@ impl AsyncClient {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`]).
+    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`](::tokio::io::unix::AsyncFd::new)).
     pub fn new(mut client: Client) -> Result<Self> {
         let send_bell = Doorbell::bind(&mut client.tx)?;
         let recv_bell = Doorbell::bind(&mut client.rx)?;

@@ -12,10 +12,8 @@
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use ::tokio::io::unix::AsyncFd;
-use ::tokio::io::Interest;
-
 use super::channel::{empty, until, Doorbell};
+use super::AsyncBell;
 use crate::channel::object::Wait;
 use crate::channel::{Bell, Park};
 use crate::error::{Cause, Error, Result};
@@ -56,7 +54,7 @@ impl AsyncSubscriber {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`]).
+    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`](::tokio::io::unix::AsyncFd::new)).
     pub fn new(mut sub: Subscriber) -> Result<Self> {
         let bell = Doorbell::bind(&mut sub)?;
         Ok(Self { sub, bell })
@@ -120,7 +118,7 @@ impl AsyncSubscriber {
 #[derive(Debug)]
 pub struct AsyncPublisher {
     publisher: Publisher,
-    bell: AsyncFd<Bell>,
+    bell: AsyncBell,
 }
 
 impl AsyncPublisher {
@@ -129,13 +127,12 @@ impl AsyncPublisher {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`]).
+    /// Outside a tokio runtime with IO enabled (as [`AsyncFd::new`](::tokio::io::unix::AsyncFd::new)).
     pub fn new(mut publisher: Publisher) -> Result<Self> {
         const OP: &str = "make topic doorbell";
         let bell = Bell::bind().map_err(|e| Error::new(OP, publisher.label(), e))?;
-        let nonce = bell.nonce();
-        let bell = super::register(bell, Interest::READABLE).map_err(|e| Error::new(OP, publisher.label(), e))?;
-        publisher.park_init(nonce);
+        let bell = AsyncBell::new(bell).map_err(|e| Error::new(OP, publisher.label(), e))?;
+        publisher.park_init(bell.nonce());
         Ok(Self { publisher, bell })
     }
 
