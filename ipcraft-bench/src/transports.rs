@@ -631,7 +631,6 @@ pub(crate) fn copy_whole(got: &[u8], buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A channel receive that must fill `want` bytes exactly.
 /// Runs one operation of an async end: polled once in the runtime's
 /// context, and only if it must wait, handed to `block_on`, which parks in
 /// the runtime's epoll until the doorbell rings. (A `block_on` per message
@@ -647,6 +646,7 @@ fn drive<F: std::future::Future>(rt: &tokio::runtime::Runtime, op: F) -> F::Outp
     }
 }
 
+/// A channel receive that must fill `want` bytes exactly.
 fn whole(got: ipcraft::Result<Option<usize>>, want: usize) -> io::Result<()> {
     match got.map_err(err)? {
         Some(n) if n == want => Ok(()),

@@ -52,7 +52,7 @@ const STREAK: u32 = 4;
 /// in the fast ones or to round trips (a ping-pong receiver never has a
 /// frame ready when it looks, so it never pauses). The cost: the first
 /// message after a burst can wait this long.
-const CATCH_UP_PAUSE: std::time::Duration = std::time::Duration::from_nanos(500);
+const CATCH_UP_PAUSE: Duration = Duration::from_nanos(500);
 
 impl Receiver {
     /// Creates the named channel and attaches as its receiver.
