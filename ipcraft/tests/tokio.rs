@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 roles!(
     role_chan_recv,
     role_chan_send,
+    role_blocking_paced_send,
     role_memfd_recv,
     role_idle_recv,
     role_pipe_write,
@@ -117,6 +118,33 @@ fn role_chan_send(args: Vec<String>) {
         }
         tx.close().await.unwrap_or_else(|e| fail(e));
     });
+}
+
+/// `NAME COUNT MAX SEED`: a blocking sender (no runtime in this process)
+/// that pauses 1 ms after every 50th message, so an async receiver sleeps
+/// and is rung many times; after closing it prints how many eventfds this
+/// process holds (`eventfds N`): each came from a doorbell it rang.
+fn role_blocking_paced_send(args: Vec<String>) {
+    let name = &args[0];
+    let (count, max, seed): (u64, usize, u64) = (
+        args[1].parse().unwrap(),
+        args[2].parse().unwrap(),
+        args[3].parse().unwrap(),
+    );
+    let mut tx = Sender::open(name.as_str()).unwrap_or_else(|e| fail(e));
+    for i in 0..count {
+        tx.send(&message(i, max, seed)).unwrap_or_else(|e| fail(e));
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    tx.close().unwrap_or_else(|e| fail(e));
+    let eventfds = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.as_os_str() == "anon_inode:[eventfd]")
+        .count();
+    println!("eventfds {eventfds}");
 }
 
 /// Receives from a sealed memfd channel handed over as descriptor 3.
@@ -387,6 +415,24 @@ fn async_receiver_gets_a_blocking_senders_stream() {
     let (status, out, err) = finish(rx);
     assert!(status.success(), "{err}");
     assert_stream(&records(&out), 3000, 6000, 11);
+}
+
+#[test]
+fn a_blocking_sender_in_another_process_rings_an_async_receiver_through_its_eventfd() {
+    // The first ring is a datagram asking for the doorbell's eventfd; the
+    // doorbell answers; the rings after that are writes to the eventfd.
+    let name = channel("tokio-ev", 16 * 1024);
+    let rx = spawn(&mut role("role_chan_recv", &[name.0.as_str(), "plain"]));
+    let tx = spawn(&mut role(
+        "role_blocking_paced_send",
+        &[name.0.as_str(), "3000", "2000", "14"],
+    ));
+    let (status, said, err) = finish(tx);
+    assert!(status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&said).trim(), "eventfds 1", "{err}");
+    let (status, out, err) = finish(rx);
+    assert!(status.success(), "{err}");
+    assert_stream(&records(&out), 3000, 2000, 14);
 }
 
 #[test]
