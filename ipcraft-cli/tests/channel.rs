@@ -386,6 +386,40 @@ fn half_written_frame_is_never_delivered() {
     assert!(matches!(e.cause(), Cause::PeerDied { .. }), "{e}");
 }
 
+/// A sender killed after publishing a frame but before publishing its new
+/// position leaves the shared write position behind a frame the receiver
+/// may already have taken (found by `scripts/torture-patterns.sh`: the next
+/// client on that lane failed with "read position 1664 is impossible").
+/// Its successor continues after that frame.
+#[test]
+fn a_successor_continues_after_frames_taken_past_the_published_position() {
+    let name = ShmName::new("chan");
+    let mut rx = Receiver::create(&name.0, 8192).unwrap();
+    let (mut ready_r, ready_w) = ipcraft::pipe::pipe().unwrap();
+    let mut cmd = role("role_half_frame_sender", &[&name.0]);
+    common::pass_fd(&mut cmd, ready_w.into(), 3);
+    let mut sender = cmd.stdin(Stdio::piped()).spawn().unwrap();
+    drop(cmd);
+    let mut flag = [0u8; 1];
+    ready_r.read_exact(&mut flag).unwrap();
+    let mut buf = [0u8; 2000];
+    assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), Some(8));
+    assert_eq!(&buf[..8], b"complete");
+    sender.kill().unwrap();
+    wait(&mut sender);
+    // As if its last store, the new write position, never happened: the
+    // position (the line after the identity) back to 0, behind the
+    // receiver's.
+    Shm::open(&name.0).unwrap().map().unwrap().write(128, &0u64).unwrap();
+    let mut tx = Sender::open(&name.0).unwrap();
+    tx.send(b"successor").unwrap();
+    // The successor's message, then (the ring empty) the predecessor's death.
+    assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), Some(9));
+    assert_eq!(&buf[..9], b"successor");
+    let e = rx.recv_timeout(&mut buf, TIMEOUT).unwrap_err();
+    assert!(matches!(e.cause(), Cause::PeerDied { side: "sender", .. }), "{e}");
+}
+
 #[test]
 fn receiver_killed_unblocks_the_sender() {
     let name = ShmName::new("chan");

@@ -547,6 +547,16 @@ impl Endpoint for Sender {
         let h = self.mapped.header();
         let tail = h.tail.0.load(Ordering::Acquire);
         let head = h.head.0.load(Ordering::Acquire);
+        // A predecessor killed between publishing a frame and publishing its
+        // position leaves the shared position behind that frame, and the
+        // receiver may have taken it already: then the receiver's position,
+        // at most a ring ahead, is where the committed frames reach at least.
+        let ahead = head.wrapping_sub(tail);
+        let tail = if ahead != 0 && ahead <= self.mapped.ring.capacity() {
+            head
+        } else {
+            tail
+        };
         if tail % ring::FRAME_ALIGN != 0 {
             return Err(self.err(Cause::Corrupted(format!("write position {tail} is not aligned"))));
         }
