@@ -228,8 +228,8 @@ impl Bell {
     }
 }
 
-/// How many doorbells a process keeps a connection to (the most recently
-/// rung ones).
+/// How many doorbells a process keeps a connection to (the ones rung most
+/// recently).
 const LINKS: usize = 8;
 
 /// Where a ringer stands with a doorbell's eventfd.
@@ -295,13 +295,17 @@ impl Link {
                     SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
                     None,
                 ) {
-                    let asked = send_fd(self.socket.as_fd(), ASK, theirs.as_fd());
-                    if asked.is_ok() {
-                        self.upgrade = Upgrade::Asked { reply: mine, tries: 0 };
-                        return true;
-                    }
-                    if gone(asked) {
-                        return false;
+                    match send_fd(self.socket.as_fd(), ASK, theirs.as_fd()) {
+                        Ok(_) => {
+                            self.upgrade = Upgrade::Asked { reply: mine, tries: 0 };
+                            return true;
+                        }
+                        // A full doorbell is readable already, and rung;
+                        // ask again next time.
+                        Err(Errno::AGAIN) => return true,
+                        // The doorbell closed (its end went).
+                        Err(Errno::CONNREFUSED | Errno::NOTCONN) => return false,
+                        Err(_) => {}
                     }
                 }
                 self.upgrade = Upgrade::Datagram;
@@ -341,19 +345,22 @@ pub(crate) fn ring(nonce: u64) {
         return;
     }
     let mut links = RUNG_LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let at = match links.iter().position(|l| l.nonce == nonce) {
-        Some(at) => at,
+    // The most recently rung last, so the one evicted is the one rung
+    // least recently.
+    let link = match links.iter().position(|l| l.nonce == nonce) {
+        Some(at) => links.remove(at),
         None => {
             let Some(link) = Link::connect(nonce) else { return };
             if links.len() == LINKS {
                 links.remove(0);
             }
-            links.push(link);
-            links.len() - 1
+            link
         }
     };
-    if !links[at].ring() {
-        links.remove(at);
+    links.push(link);
+    let last = links.len() - 1;
+    if !links[last].ring() {
+        links.pop();
     }
 }
 
