@@ -447,6 +447,24 @@ mod tests {
     }
 
     #[test]
+    fn a_ringer_that_finds_the_doorbell_full_asks_again_later() {
+        let bell = Bell::bind().unwrap();
+        let filler = datagram_socket().unwrap();
+        rustix::net::connect(&filler, &address(bell.nonce()).unwrap()).unwrap();
+        let mut queued = 0;
+        while rustix::net::send(&filler, &[RING], SendFlags::DONTWAIT).is_ok() {
+            queued += 1;
+        }
+        // The socket is full: this ring cannot ask (and need not ring).
+        ring(bell.nonce());
+        assert_eq!(bell.drain(1000).unwrap(), queued);
+        ring(bell.nonce());
+        assert_eq!(bell.drain(16).unwrap(), 1, "the request, answered");
+        ring(bell.nonce());
+        assert_eq!(eventfd_count(&bell), 1, "rung through the eventfd");
+    }
+
+    #[test]
     fn a_full_eventfd_falls_back_to_a_datagram() {
         let bell = Bell::bind().unwrap();
         ring(bell.nonce());
