@@ -366,17 +366,24 @@ fn role_half_frame_sender(a: Vec<String>) {
     slot.commit();
 }
 
+/// Starts `role_half_frame_sender` on `name` and waits until it has sent
+/// its complete message and is halfway through the next.
+fn half_frame_sender(name: &str) -> std::process::Child {
+    let (mut ready_r, ready_w) = ipcraft::pipe::pipe().unwrap();
+    let mut cmd = role("role_half_frame_sender", &[name]);
+    common::pass_fd(&mut cmd, ready_w.into(), 3);
+    let sender = cmd.stdin(Stdio::piped()).spawn().unwrap();
+    drop(cmd);
+    let mut flag = [0u8; 1];
+    ready_r.read_exact(&mut flag).unwrap();
+    sender
+}
+
 #[test]
 fn half_written_frame_is_never_delivered() {
     let name = ShmName::new("chan");
     let mut rx = Receiver::create(&name.0, 8192).unwrap();
-    let (mut ready_r, ready_w) = ipcraft::pipe::pipe().unwrap();
-    let mut cmd = role("role_half_frame_sender", &[&name.0]);
-    common::pass_fd(&mut cmd, ready_w.into(), 3);
-    let mut sender = cmd.stdin(Stdio::piped()).spawn().unwrap();
-    drop(cmd);
-    let mut flag = [0u8; 1];
-    ready_r.read_exact(&mut flag).unwrap();
+    let mut sender = half_frame_sender(&name.0);
     sender.kill().unwrap();
     wait(&mut sender);
     let mut buf = [0u8; 2000];
@@ -395,13 +402,7 @@ fn half_written_frame_is_never_delivered() {
 fn a_successor_continues_after_frames_taken_past_the_published_position() {
     let name = ShmName::new("chan");
     let mut rx = Receiver::create(&name.0, 8192).unwrap();
-    let (mut ready_r, ready_w) = ipcraft::pipe::pipe().unwrap();
-    let mut cmd = role("role_half_frame_sender", &[&name.0]);
-    common::pass_fd(&mut cmd, ready_w.into(), 3);
-    let mut sender = cmd.stdin(Stdio::piped()).spawn().unwrap();
-    drop(cmd);
-    let mut flag = [0u8; 1];
-    ready_r.read_exact(&mut flag).unwrap();
+    let mut sender = half_frame_sender(&name.0);
     let mut buf = [0u8; 2000];
     assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), Some(8));
     assert_eq!(&buf[..8], b"complete");
