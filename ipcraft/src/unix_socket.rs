@@ -328,17 +328,27 @@ pub fn send_with_fds(socket: impl AsFd, data: &[u8], fds: &[BorrowedFd<'_>]) -> 
         };
         return Err(Error::new(OP, "socket", cause));
     }
+    sendmsg_fds(socket.as_fd(), data, fds, SendFlags::empty()).context(OP, "socket")
+}
+
+/// The [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html)
+/// under [`send_with_fds`] and the channel doorbell's: `data` with copies
+/// of `fds` (at most [`SCM_MAX_FD`]), never raising `SIGPIPE`, with
+/// `flags` besides.
+pub(crate) fn sendmsg_fds(
+    socket: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: SendFlags,
+) -> rustix::io::Result<usize> {
     let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
+    // The space is sized for exactly these descriptors.
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(Error::new(
-            OP,
-            "socket",
-            std::io::Error::other("control buffer too small"),
-        ));
+        return Err(rustix::io::Errno::NOBUFS);
     }
     let iov = [IoSlice::new(data)];
-    sys::retry(|| rustix::net::sendmsg(&socket, &iov, &mut control, SendFlags::NOSIGNAL)).context(OP, "socket")
+    sys::retry(|| rustix::net::sendmsg(socket, &iov, &mut control, flags | SendFlags::NOSIGNAL))
 }
 
 /// `recvmsg(SCM_RIGHTS)`—Receives data into `buf` and up to `max_fds`
@@ -352,11 +362,30 @@ pub fn send_with_fds(socket: impl AsFd, data: &[u8], fds: &[BorrowedFd<'_>]) -> 
 #[doc(alias = "SCM_RIGHTS")]
 pub fn recv_with_fds(socket: impl AsFd, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
     const OP: &str = "receive descriptors from";
+    let (bytes, fds, truncated) =
+        recvmsg_fds(socket.as_fd(), buf, max_fds, RecvFlags::empty()).context(OP, "socket")?;
+    if truncated {
+        drop(fds);
+        return Err(Error::new(OP, "socket", Cause::ControlTruncated { room: max_fds }));
+    }
+    Ok((bytes, fds))
+}
+
+/// The [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
+/// under [`recv_with_fds`] and the channel doorbell's, with `flags`
+/// besides: the byte count, the descriptors that came (close-on-exec), and
+/// whether more were sent than `max_fds` (the kernel closes those that did
+/// not fit; the caller closes the rest by dropping them).
+pub(crate) fn recvmsg_fds(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+    flags: RecvFlags,
+) -> rustix::io::Result<(usize, Vec<OwnedFd>, bool)> {
     let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(max_fds.max(1)))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = sys::retry(|| rustix::net::recvmsg(&socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC))
-        .context(OP, "socket")?;
+    let msg = sys::retry(|| rustix::net::recvmsg(socket, &mut iov, &mut control, flags | RecvFlags::CMSG_CLOEXEC))?;
     let mut fds = Vec::new();
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = message {
@@ -365,9 +394,6 @@ pub fn recv_with_fds(socket: impl AsFd, buf: &mut [u8], max_fds: usize) -> Resul
     }
     // The control buffer is rounded up to alignment and may hold a few more
     // than asked for; more than `max_fds` counts as truncation too.
-    if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
-        drop(fds);
-        return Err(Error::new(OP, "socket", Cause::ControlTruncated { room: max_fds }));
-    }
-    Ok((msg.bytes, fds))
+    let truncated = msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds;
+    Ok((msg.bytes, fds, truncated))
 }

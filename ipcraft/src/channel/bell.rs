@@ -52,18 +52,13 @@
 //! [eventfd(2)]: https://man7.org/linux/man-pages/man2/eventfd.2.html
 //! [epoll(7)]: https://man7.org/linux/man-pages/man7/epoll.7.html
 
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::fs::{FileType, OFlags};
 use rustix::io::{retry_on_intr, Errno};
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
-    SendFlags, SocketAddrUnix, SocketFlags, SocketType,
-};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
 /// Sleeping-flag value of an end asleep on its doorbell (1 is the futex).
 pub(crate) const BELL: u32 = 2;
@@ -75,9 +70,6 @@ pub(crate) const RUNG: u32 = 3;
 const RING: u8 = 1;
 /// A datagram that rings and carries a socket to send the eventfd back on.
 const ASK: u8 = 2;
-
-/// Control-message room for one descriptor.
-const ONE_FD: usize = rustix::cmsg_space!(ScmRights(1));
 
 /// The abstract address of the doorbell with this nonce.
 fn address(nonce: u64) -> std::io::Result<SocketAddrUnix> {
@@ -97,35 +89,16 @@ fn datagram_socket() -> std::io::Result<OwnedFd> {
 
 /// Sends `byte` on `socket` with `fd` attached, never waiting.
 fn send_fd(socket: BorrowedFd<'_>, byte: u8, fd: BorrowedFd<'_>) -> rustix::io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); ONE_FD];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    let fds = [fd];
-    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-        return Err(Errno::NOBUFS);
-    }
-    let iov = [IoSlice::new(std::slice::from_ref(&byte))];
-    retry_on_intr(|| rustix::net::sendmsg(socket, &iov, &mut control, SendFlags::DONTWAIT | SendFlags::NOSIGNAL))
+    crate::unix_socket::sendmsg_fds(socket, &[byte], &[fd], SendFlags::DONTWAIT)
 }
 
 /// Receives one datagram of at most one byte from `socket`, never
 /// waiting: the byte (0 for an empty one) and the first descriptor that
 /// came with it (any others are closed).
 fn recv_fd(socket: BorrowedFd<'_>) -> rustix::io::Result<(u8, Option<OwnedFd>)> {
-    let mut space = [MaybeUninit::<u8>::uninit(); ONE_FD];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut byte = 0u8;
-    let mut iov = [IoSliceMut::new(std::slice::from_mut(&mut byte))];
-    let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
-    retry_on_intr(|| rustix::net::recvmsg(socket, &mut iov, &mut control, flags))?;
-    let mut first = None;
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(fds) = message {
-            for fd in fds {
-                first.get_or_insert(fd);
-            }
-        }
-    }
-    Ok((byte, first))
+    let mut byte = [0u8];
+    let (_, fds, _) = crate::unix_socket::recvmsg_fds(socket, &mut byte, 1, RecvFlags::DONTWAIT)?;
+    Ok((byte[0], fds.into_iter().next()))
 }
 
 /// A bound doorbell: its socket or its eventfd is readable while a ring is
