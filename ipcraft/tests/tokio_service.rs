@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdout, Stdio};
 use std::task::Poll;
 use std::time::Duration;
 
-use common::ends::{cpu_micros, fail, runtime};
+use common::ends::{cpu_micros, fail, kill_leftover, runtime};
 use common::{pattern, role, roles, wait_with_stderr, ShmName, TIMEOUT};
 use ipcraft::error::Cause;
 use ipcraft::service::{client_gone, Client, Server, ServiceOptions};
@@ -175,10 +175,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_leftover(&mut self.child);
     }
 }
 

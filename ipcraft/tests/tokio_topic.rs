@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Stdio};
 use std::time::Duration;
 
-use common::ends::{assert_stream, cpu_micros, fail, message, record, records, runtime};
+use common::ends::{assert_stream, cpu_micros, fail, kill_leftover, message, record, records, runtime};
 use common::{role, roles, wait_with_stderr, ShmName, TIMEOUT};
 use ipcraft::tokio::{AsyncPublisher, AsyncSubscriber};
 use ipcraft::topic::{Policy, TopicOptions};
@@ -208,10 +208,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_leftover(&mut self.child);
     }
 }
 

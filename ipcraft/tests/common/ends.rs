@@ -65,3 +65,12 @@ pub fn cpu_micros() -> i64 {
     let t = |tv: libc::timeval| tv.tv_sec * 1_000_000 + tv.tv_usec;
     t(usage.ru_utime) + t(usage.ru_stime)
 }
+
+/// Kills and reaps a role process a test leaves behind (failing part-way),
+/// so no process outlives its test.
+pub fn kill_leftover(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
