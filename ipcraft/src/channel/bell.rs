@@ -170,35 +170,48 @@ impl Bell {
         self.nonce
     }
 
-    /// Takes the pending rings: the eventfd's count and up to `most`
-    /// datagrams, answering each request for the eventfd on the way. How
-    /// many rings it took (0 when there were none).
+    /// Takes the pending rings ([`drain`]).
     pub(crate) fn drain(&self, most: usize) -> std::io::Result<usize> {
-        let mut count = [0u8; 8];
-        let mut took = match retry_on_intr(|| rustix::io::read(&self.event, &mut count)) {
-            Ok(8) => usize::try_from(u64::from_ne_bytes(count)).unwrap_or(usize::MAX),
-            Ok(_) | Err(Errno::AGAIN) => 0,
+        drain(self.socket.as_fd(), self.event.as_fd(), most)
+    }
+
+    /// The doorbell's socket and eventfd, and its nonce, to be watched
+    /// elsewhere (the name lives as long as the socket).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn into_parts(self) -> (OwnedFd, OwnedFd, u64) {
+        (self.socket, self.event, self.nonce)
+    }
+}
+
+/// Takes the pending rings of the doorbell with this `socket` and `event`:
+/// the eventfd's count and up to `most` datagrams, answering each request
+/// for the eventfd on the way. How many rings it took (0 when there were
+/// none).
+pub(crate) fn drain(socket: BorrowedFd<'_>, event: BorrowedFd<'_>, most: usize) -> std::io::Result<usize> {
+    let mut count = [0u8; 8];
+    let mut took = match retry_on_intr(|| rustix::io::read(event, &mut count)) {
+        Ok(8) => usize::try_from(u64::from_ne_bytes(count)).unwrap_or(usize::MAX),
+        Ok(_) | Err(Errno::AGAIN) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    for _ in 0..most {
+        let (byte, fd) = match recv_fd(socket) {
+            Ok(got) => got,
+            Err(Errno::AGAIN) => break,
             Err(e) => return Err(e.into()),
         };
-        for _ in 0..most {
-            let (byte, fd) = match recv_fd(self.socket.as_fd()) {
-                Ok(got) => got,
-                Err(Errno::AGAIN) => break,
-                Err(e) => return Err(e.into()),
-            };
-            took = took.saturating_add(1);
-            if let (ASK, Some(reply)) = (byte, fd) {
-                // Only to a socket; failing (the asker gone, its buffer
-                // full) leaves the asker ringing by datagram.
-                let is_socket =
-                    rustix::fs::fstat(&reply).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket);
-                if is_socket {
-                    let _ = send_fd(reply.as_fd(), RING, self.event.as_fd());
-                }
+        took = took.saturating_add(1);
+        if let (ASK, Some(reply)) = (byte, fd) {
+            // Only to a socket; failing (the asker gone, its buffer
+            // full) leaves the asker ringing by datagram.
+            let is_socket =
+                rustix::fs::fstat(&reply).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket);
+            if is_socket {
+                let _ = send_fd(reply.as_fd(), RING, event);
             }
         }
-        Ok(took)
     }
+    Ok(took)
 }
 
 /// How many doorbells a process keeps a connection to (the ones rung most

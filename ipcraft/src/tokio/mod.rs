@@ -103,12 +103,12 @@ fn register<T: AsRawFd>(inner: T, interest: Interest) -> std::io::Result<AsyncFd
 const DRAIN_MOST: usize = 64;
 
 /// A doorbell registered with the runtime: its socket and its eventfd
-/// each (second descriptors for them), watched directly rather than
-/// through the doorbell's epoll descriptor, which would add a wake-up
-/// callback to every ring (see `channel::bell`).
+/// each, watched directly rather than through an epoll descriptor over
+/// both, which would add a wake-up callback to every ring (see
+/// `channel::bell`).
 #[derive(Debug)]
 struct AsyncBell {
-    bell: Bell,
+    nonce: u64,
     socket: AsyncFd<OwnedFd>,
     event: AsyncFd<OwnedFd>,
 }
@@ -116,15 +116,15 @@ struct AsyncBell {
 impl AsyncBell {
     /// Registers `bell`'s descriptors with the runtime.
     fn new(bell: Bell) -> std::io::Result<Self> {
-        let [socket, event] = bell.fds();
-        let socket = register(socket.try_clone_to_owned()?, Interest::READABLE)?;
-        let event = register(event.try_clone_to_owned()?, Interest::READABLE)?;
-        Ok(Self { bell, socket, event })
+        let (socket, event, nonce) = bell.into_parts();
+        let socket = register(socket, Interest::READABLE)?;
+        let event = register(event, Interest::READABLE)?;
+        Ok(Self { nonce, socket, event })
     }
 
     /// The nonce peers ring.
     fn nonce(&self) -> u64 {
-        self.bell.nonce()
+        self.nonce
     }
 
     /// Ready once a ring has come (through either descriptor) since the
@@ -148,7 +148,7 @@ impl AsyncBell {
 
     /// Takes pending rings ([`Bell::drain`]).
     fn drain(&self, most: usize) -> std::io::Result<usize> {
-        self.bell.drain(most)
+        crate::channel::bell::drain(self.socket.get_ref().as_fd(), self.event.get_ref().as_fd(), most)
     }
 }
 
