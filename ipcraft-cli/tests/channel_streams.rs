@@ -421,6 +421,7 @@ fn a_death_between_two_senders_is_reported_even_when_unseen() {
                 .sum::<u64>()
         };
         eventually("the first sender committed", || in_flight(&name.0) > 0);
+        let first_committed = in_flight(&name.0);
         // On the many-sender channel a second, live sender takes the other
         // lane, so the replacement must take over the dead one's.
         let other = senders.map(|_| {
@@ -442,6 +443,9 @@ fn a_death_between_two_senders_is_reported_even_when_unseen() {
                 .iter()
                 .any(|l| l.sender == SideState::Alive(replacement.id()))
         });
+        // Until its message is in the ring, a receiver let go would find
+        // nothing after the first's and rightly report the death at once.
+        eventually("the replacement committed", || in_flight(&name.0) > first_committed);
         // Its input ends; it waits for the receiver to take its end.
         let other = other.map(|(child, stdin)| {
             drop(stdin);
