@@ -46,9 +46,9 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::channel::copy::Dest;
 use crate::channel::lanes::{Group, Kind, MAX_LANES};
 use crate::channel::object::Wait;
-use crate::channel::ring::Dest;
 use crate::channel::{ChannelOptions, MultiReceiver, Receiver, Sender, SideState, DEFAULT_OPEN_TIMEOUT, DEFAULT_SPIN};
 use crate::error::{Cause, Error, Result};
 use crate::name::Name;

@@ -691,7 +691,7 @@ impl MultiReceiver {
     /// Receives the next message split into its first `P` bytes and the
     /// rest ([`Receiver::recv_split`]): `Some((sender, len))` as
     /// [`recv_from`](Self::recv_from).
-    pub(crate) fn recv_split_from<const P: usize, D: super::ring::Dest + ?Sized>(
+    pub(crate) fn recv_split_from<const P: usize, D: super::copy::Dest + ?Sized>(
         &mut self,
         prefix: &mut [u8; P],
         rest: &mut D,

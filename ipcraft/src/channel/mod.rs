@@ -55,6 +55,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod bell;
+pub(crate) mod copy;
 pub(crate) mod lanes;
 pub(crate) mod layout;
 pub(crate) mod object;

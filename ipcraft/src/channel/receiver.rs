@@ -6,6 +6,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::copy::{self, Chooser, Route};
 use super::layout::{ATTACHED, CLOSED, SENDER_LOCK_BYTE};
 use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
 use super::ring::{self, Peek};
@@ -33,6 +34,8 @@ pub struct Receiver {
     takeovers: u32,
     /// Frames found ready in a row (see `next_frame_slow`'s back-off).
     streak: u32,
+    /// How large messages are copied out of the ring.
+    copier: Chooser,
 }
 
 /// Frames found ready in a row after which a receiver that catches up
@@ -428,7 +431,7 @@ impl Receiver {
     /// stream. Errors as [`recv`](Self::recv): with
     /// [`Cause::BufferTooSmall`] the message stays, its prefix copied.
     #[inline(always)]
-    pub(crate) fn recv_split<const P: usize, D: ring::Dest + ?Sized>(
+    pub(crate) fn recv_split<const P: usize, D: copy::Dest + ?Sized>(
         &mut self,
         prefix: &mut [u8; P],
         rest: &mut D,
@@ -444,9 +447,9 @@ impl Receiver {
             // the ring: the prefix, then `len - P` more.
             let filled = unsafe {
                 if P > 0 {
-                    ring::copy_from_shared(prefix, frame);
+                    copy::copy_from_shared(prefix, frame, Route::Cached);
                 }
-                rest.fill_from_shared(frame.add(P), len - P)
+                rest.fill_from_shared(frame.add(P), len - P, self.copier.route())
             };
             if let Err(room) = filled {
                 return Err(self.err(Cause::BufferTooSmall {
@@ -455,6 +458,7 @@ impl Receiver {
                     limit_name: "the message",
                 }));
             }
+            self.copier.copied(len - P);
         }
         self.advance(ring::frame_size(len as u64));
         Ok(Some(len))
@@ -466,6 +470,7 @@ impl Endpoint for Receiver {
     /// checked) then.
     fn unattached(mapped: Mapped, spin: Duration) -> Self {
         Self {
+            copier: Chooser::new(mapped.ring.capacity()),
             mapped,
             head: 0,
             att: Attachment::new(End::Receiver, spin),
@@ -554,7 +559,8 @@ impl RecvView<'_> {
     /// Copies `dst.len()` bytes of the message starting at `offset`.
     pub fn copy_to(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         // SAFETY: peek checked that the frame lies in the ring.
-        unsafe { ring::read_within(self.ptr(), self.len, offset, dst) }.map_err(|c| self.rx.err(c))
+        unsafe { copy::read_within(self.ptr(), self.len, offset, dst, self.rx.copier.route()) }
+            .map_err(|c| self.rx.err(c))
     }
 
     /// The message as a plain-old-data value; it must be exactly
@@ -578,7 +584,7 @@ impl RecvView<'_> {
         let mut v = Vec::new();
         // SAFETY: peek checked that the frame lies in the ring. A vector
         // takes any length.
-        let _ = unsafe { ring::Dest::fill_from_shared(&mut v, self.ptr(), self.len) };
+        let _ = unsafe { copy::Dest::fill_from_shared(&mut v, self.ptr(), self.len, self.rx.copier.route()) };
         v
     }
 

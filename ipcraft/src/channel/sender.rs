@@ -7,6 +7,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::copy;
 use super::layout::{ATTACHED, CLOSED, RECEIVER_LOCK_BYTE};
 use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
 use super::ring::{self, Room};
@@ -315,9 +316,9 @@ impl Sender {
         // payload index of the current position: the prefix, then `msg`.
         unsafe {
             if P > 0 {
-                ring::copy_to_shared(at, prefix);
+                copy::copy_to_shared(at, prefix);
             }
-            ring::copy_to_shared(at.add(P), msg);
+            copy::copy_to_shared(at.add(P), msg);
         }
         self.publish(len);
         Ok(())
@@ -662,7 +663,7 @@ impl SendSlot<'_> {
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         // SAFETY: the reserved slot is free ring space owned by this sender
         // until commit.
-        unsafe { ring::write_within(self.as_mut_ptr(), self.len, offset, data) }.map_err(|c| self.tx.err(c))
+        unsafe { copy::write_within(self.as_mut_ptr(), self.len, offset, data) }.map_err(|c| self.tx.err(c))
     }
 
     /// Stores a plain-old-data value in the slot at `offset`.

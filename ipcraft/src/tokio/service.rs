@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::channel::{empty, full, until, Doorbell};
 use super::AsyncBell;
+use crate::channel::copy::Dest;
 use crate::channel::object::Wait;
-use crate::channel::ring::Dest;
 use crate::channel::MultiReceiver;
 use crate::error::{Cause, Error, Result};
 use crate::service::{send_response, take_response, Client, Request, Server, ServiceOptions, Taken};

@@ -12,6 +12,7 @@ use super::layout::{ATTACHED, CLOSED, PUBLISHER_LOCK_BYTE, SEQ};
 use super::object::TopicMap;
 use super::{before, Policy, TopicOptions};
 use crate::channel::bell;
+use crate::channel::copy;
 use crate::channel::object::{low_half, Wait};
 use crate::channel::ring::{self, Peek, Room};
 use crate::channel::wait::{self, Stop, Waiter};
@@ -424,7 +425,7 @@ impl Publisher {
         self.write_seq();
         let ring = self.t.ring;
         // SAFETY: make_room guaranteed the frame's bytes are free ring space.
-        unsafe { ring::copy_to_shared(ring.at(ring.payload_index(self.tail) + SEQ), msg) };
+        unsafe { copy::copy_to_shared(ring.at(ring.payload_index(self.tail) + SEQ), msg) };
         self.publish(msg.len() as u64 + SEQ);
         Ok(())
     }
@@ -632,7 +633,7 @@ impl PublishSlot<'_> {
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         // SAFETY: the reserved frame is free ring space owned by the
         // publisher until commit.
-        unsafe { ring::write_within(self.ptr(), self.len, offset, data) }.map_err(|c| self.p.err(c))
+        unsafe { copy::write_within(self.ptr(), self.len, offset, data) }.map_err(|c| self.p.err(c))
     }
 
     /// Publishes the whole slot.

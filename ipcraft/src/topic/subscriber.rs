@@ -10,6 +10,7 @@ use super::layout::{Slot, ABSENT, ATTACHED, PUBLISHER_LOCK_BYTE, SEQ};
 use super::object::TopicMap;
 use super::publisher::lock_byte;
 use super::{before, TopicOptions};
+use crate::channel::copy::{self, Chooser};
 use crate::channel::object::{low_half, Wait};
 use crate::channel::ring::{self, Peek};
 use crate::channel::wait::{self, Bit, Flag, Stop, Waiter};
@@ -35,6 +36,8 @@ pub struct Subscriber {
     spin: Duration,
     light: bool,
     pid: u32,
+    /// How large messages are copied out of the ring.
+    copier: Chooser,
 }
 
 impl Subscriber {
@@ -95,6 +98,7 @@ impl Subscriber {
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
         let light = wait::register_fast_path(spin);
         let mut sub = Self {
+            copier: Chooser::new(t.ring.capacity()),
             t,
             slot,
             head: 0,
@@ -387,11 +391,12 @@ impl Subscriber {
                 }));
             }
             // SAFETY: peek checked the frame lies in the ring.
-            unsafe { ring::copy_from_shared(&mut buf[..n], self.t.ring.at(at + SEQ)) };
+            unsafe { copy::copy_from_shared(&mut buf[..n], self.t.ring.at(at + SEQ), self.copier.route()) };
             fence(Ordering::Acquire);
             if self.overtaken() {
                 continue;
             }
+            self.copier.copied(n);
             self.expected = Some(seq.wrapping_add(1));
             self.advance(ring::frame_size(len));
             return Ok(Some(n));
@@ -621,7 +626,8 @@ impl TopicView<'_> {
     /// the message was overwritten (what `dst` holds is then meaningless).
     pub fn copy_to(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         // SAFETY: peek checked that the frame lies in the ring.
-        unsafe { ring::read_within(self.ptr(), self.len, offset, dst) }.map_err(|c| self.sub.err(c))?;
+        unsafe { copy::read_within(self.ptr(), self.len, offset, dst, self.sub.copier.route()) }
+            .map_err(|c| self.sub.err(c))?;
         self.intact()
     }
 
