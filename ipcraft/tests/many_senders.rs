@@ -5,10 +5,16 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use common::{role, roles, wait, ShmName, TIMEOUT};
 use ipcraft::channel::{ChannelOptions, MultiReceiver, Sender, SideState};
+use ipcraft::Cause;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-roles!(role_sender);
+roles!(role_sender, role_asked);
 
 /// `NAME COUNT TAG`: sends COUNT messages `TAG, i (u32 LE)`, then closes;
 /// sender 2 sends its last message only once sender 1 has closed and the
@@ -92,4 +98,79 @@ fn the_end_comes_after_every_senders_last_message() {
             assert!(wait(child).success());
         }
     }
+}
+
+/// `NAME COUNT`: for each byte read from stdin sends the next message
+/// `i` (u32 LE), COUNT in all, then dies without closing.
+fn role_asked(args: Vec<String>) {
+    let count: u32 = args[1].parse().unwrap();
+    let mut tx = Sender::open(&args[0]).unwrap();
+    let mut stdin = std::io::stdin();
+    for i in 0..count {
+        let mut byte = [0u8];
+        stdin.read_exact(&mut byte).unwrap();
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    std::process::abort();
+}
+
+/// Waits at most `timeout` for the receiver's descriptor to be readable.
+fn readable(rx: &MultiReceiver, timeout: Duration) -> bool {
+    let mut fds = [PollFd::new(rx, PollFlags::IN)];
+    let ts = Timespec::try_from(timeout).unwrap();
+    poll(&mut fds, Some(&ts)).unwrap() == 1
+}
+
+#[test]
+fn an_event_loop_is_woken_through_the_descriptor_and_learns_of_a_death() {
+    // The sender sends each message only once the receiver has prepared
+    // its wait (and told it so), so every message must come through the
+    // doorbell: a sender that did not ring would leave the poll below to
+    // time out. Then the sender dies, which does not ring: the loop's
+    // periodic look reports it.
+    const COUNT: u32 = 40;
+    let name = ShmName::new("many-loop");
+    ChannelOptions::new().senders(2).create(&name.0).unwrap();
+    let mut rx = MultiReceiver::open(&name.0).unwrap();
+    let mut child = role("role_asked", &[name.0.as_str(), &COUNT.to_string()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ask = child.stdin.take().unwrap();
+    let (mut next, mut rung, mut asked) = (0u32, 0u32, false);
+    let deadline = Instant::now() + TIMEOUT;
+    let mut buf = [0u8; 16];
+    loop {
+        assert!(Instant::now() < deadline, "no death reported after message {next}");
+        match rx.try_recv_from(&mut buf) {
+            Ok(Some((_, len))) => {
+                assert_eq!(&buf[..len], &next.to_le_bytes(), "message {next}");
+                next += 1;
+                asked = false;
+                continue;
+            }
+            Ok(None) => panic!("the end, after message {next}, without a close"),
+            Err(e) if matches!(e.cause(), Cause::Empty) => {}
+            Err(e) if matches!(e.cause(), Cause::PeerDied { .. }) => {
+                assert_eq!(next, COUNT, "a death reported before every message: {e}");
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        if rx.prepare_wait() {
+            continue;
+        }
+        if next < COUNT && !asked {
+            ask.write_all(b"n").unwrap();
+            ask.flush().unwrap();
+            asked = true;
+            assert!(readable(&rx, TIMEOUT), "message {next} never rang the doorbell");
+            rung += 1;
+        } else {
+            readable(&rx, Duration::from_millis(20));
+        }
+    }
+    assert_eq!(rung, COUNT, "every message came through a wait on the descriptor");
+    assert!(!wait(&mut child).success());
 }

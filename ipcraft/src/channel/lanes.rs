@@ -327,6 +327,40 @@ impl Group {
 /// every lane's sender rings (an abstract Unix datagram socket and an
 /// eventfd, as async ends use; see ARCHITECTURE.md): a futex cannot wait
 /// on several words.
+///
+/// # In an event loop
+///
+/// The doorbell is also the receiver's descriptor ([`AsRawFd`]), readable
+/// once a sender has rung it. Senders ring only a receiver that asked for
+/// it, so an event loop calls [`prepare_wait`](Self::prepare_wait) before
+/// it waits on the descriptor, and takes messages with
+/// [`try_recv_from`](Self::try_recv_from) until [`Cause::Empty`]:
+///
+/// ```no_run
+/// # use ipcraft::channel::MultiReceiver;
+/// # use ipcraft::Cause;
+/// # fn main() -> ipcraft::Result<()> {
+/// let mut rx = MultiReceiver::open("/jobs")?;
+/// let mut buf = vec![0u8; 4096];
+/// loop {
+///     match rx.try_recv_from(&mut buf) {
+///         Ok(Some((sender, len))) => println!("{len} bytes from sender {sender}"),
+///         Ok(None) => break, // every sender has closed
+///         Err(e) if matches!(e.cause(), Cause::Empty) => {
+///             if !rx.prepare_wait() {
+///                 // Wake now and then: a sender's death does not ring.
+///                 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+///                 let mut fds = [PollFd::new(&rx, PollFlags::IN)];
+///                 let _ = poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 50_000_000 }));
+///             }
+///         }
+///         Err(e) if matches!(e.cause(), Cause::PeerDied { .. }) => eprintln!("{e}"),
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct MultiReceiver {
     group: Group,
     lanes: Vec<Receiver>,
@@ -343,7 +377,18 @@ pub struct MultiReceiver {
     /// Never report the end (a server keeps serving).
     forever: bool,
     spin: Duration,
+    /// The lanes' doorbell flags are up for an event loop
+    /// ([`prepare_wait`](Self::prepare_wait)); the next receive takes the
+    /// rings and lowers them.
+    armed: bool,
+    /// When a receive that does not wait last looked at the senders'
+    /// liveness (a death does not ring the doorbell).
+    senders_checked: Instant,
 }
+
+/// How often a receive that does not wait looks for a dead sender (about
+/// what a blocking wait's naps take).
+const CHECK_SENDERS: Duration = Duration::from_millis(50);
 
 impl fmt::Debug for MultiReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -419,6 +464,8 @@ impl MultiReceiver {
             ended_any: false,
             forever,
             spin,
+            armed: false,
+            senders_checked: Instant::now(),
         })
     }
 
@@ -545,6 +592,13 @@ impl MultiReceiver {
     /// Waits as `wait` says for a lane where `take` finds a message.
     fn recv_with(&mut self, wait: Wait, mut take: impl Take) -> Result<Option<(usize, usize)>> {
         let take = &mut take;
+        if self.armed {
+            self.armed = false;
+            self.disarm_lanes();
+            self.bell
+                .drain(64)
+                .map_err(|e| Error::new("take rings of", &self.group.label, e))?;
+        }
         let started = Instant::now();
         let (mut spins, mut spinning) = (0u32, !self.spin.is_zero());
         loop {
@@ -569,6 +623,13 @@ impl MultiReceiver {
                 }
             }
             if let Wait::No = wait {
+                // An event loop learns of a sender's death only here.
+                if started.duration_since(self.senders_checked) >= CHECK_SENDERS {
+                    self.senders_checked = started;
+                    if let Some(found) = self.check_senders(take)? {
+                        return Ok(Some(found));
+                    }
+                }
                 return Err(Error::new(RECV_OP, &self.group.label, Cause::Empty));
             }
             // Spinning: a tight poll of the lanes' next frames first, as the
@@ -652,8 +713,30 @@ impl MultiReceiver {
     }
 
     /// [`recv_from`](Self::recv_from) without waiting ([`Cause::Empty`]).
+    /// A sender's death is looked for at most every 50 ms here.
     pub fn try_recv_from(&mut self, buf: &mut [u8]) -> Result<Option<(usize, usize)>> {
         self.recv_with(Wait::No, |rx: &mut Receiver| rx.try_recv(buf))
+    }
+
+    /// Prepares an event loop's wait on this receiver's descriptor
+    /// ([`AsRawFd`]): asks every lane's sender to ring the doorbell when it
+    /// next publishes, then looks once more. `true` when something arrived
+    /// meanwhile: receive instead of waiting (the descriptor may not become
+    /// readable for it). The next receive call takes the rings, so the
+    /// descriptor stops being readable, and stops the ringing, which costs
+    /// each sender a system call per message while it lasts.
+    ///
+    /// A sender's death does not ring the doorbell: wake now and then (a
+    /// timeout of tens of milliseconds) and call
+    /// [`try_recv_from`](Self::try_recv_from), which reports it.
+    pub fn prepare_wait(&mut self) -> bool {
+        if self.arm_lanes() {
+            self.disarm_lanes();
+            self.armed = false;
+            return true;
+        }
+        self.armed = true;
+        false
     }
 
     /// The doorbell every lane's sender rings.
@@ -715,9 +798,16 @@ impl Drop for MultiReceiver {
 }
 
 impl AsRawFd for MultiReceiver {
-    /// The doorbell: readable when a sender has rung it (for an event
-    /// loop; take messages with [`try_recv_from`](Self::try_recv_from)).
+    /// The doorbell: readable when a sender has rung it, for an event loop
+    /// (see [`prepare_wait`](MultiReceiver::prepare_wait)).
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.bell_watch.as_raw_fd()
+    }
+}
+
+impl AsFd for MultiReceiver {
+    /// The doorbell, as [`as_raw_fd`](AsRawFd::as_raw_fd).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.bell_watch.as_fd()
     }
 }
