@@ -560,6 +560,9 @@ impl Drop for ServiceName {
 
 /// Offset of a direction's acknowledgement word (its own cache line pair).
 const ACK: usize = 128;
+/// Offset of the word the sender raises while it sleeps on the
+/// acknowledgement (the line after it).
+const ACK_WAITING: usize = 192;
 /// Offset of a direction's payload.
 const PAYLOAD: usize = 256;
 
@@ -574,12 +577,42 @@ fn publish(word: &AtomicU32, value: u32) {
     let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), 1);
 }
 
+/// Stores the acknowledgement `value` and wakes the sender only if it
+/// sleeps on it (`waiting`): the C reference has no acknowledgement (its
+/// ping-pong never needs one), so a wake-up call per message here would
+/// be a system call per hop it does not make. Sequentially consistent on
+/// both sides: either the sender sees the value before it sleeps, or this
+/// side sees it waiting.
+fn acknowledge(word: &AtomicU32, waiting: &AtomicU32, value: u32) {
+    word.store(value, Ordering::SeqCst);
+    if waiting.load(Ordering::SeqCst) != 0 {
+        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), 1);
+    }
+}
+
+/// [`wait_for`] the acknowledgement `want`, raising `waiting` while it
+/// sleeps (see [`acknowledge`]).
+fn wait_for_ack(word: &AtomicU32, waiting: &AtomicU32, want: u32) -> io::Result<()> {
+    if word.load(Ordering::Acquire) == want {
+        return Ok(());
+    }
+    waiting.store(1, Ordering::SeqCst);
+    let waited = wait_for_with(word, want, || word.load(Ordering::SeqCst));
+    waiting.store(0, Ordering::Relaxed);
+    waited
+}
+
 /// Sleeps on `word` until it holds `want`; gives up after 10 s without it
 /// (a peer that died).
 fn wait_for(word: &AtomicU32, want: u32) -> io::Result<()> {
+    wait_for_with(word, want, || word.load(Ordering::Acquire))
+}
+
+/// [`wait_for`], reading the word with `load`.
+fn wait_for_with(word: &AtomicU32, want: u32, load: impl Fn() -> u32) -> io::Result<()> {
     let start = std::time::Instant::now();
     loop {
-        let v = word.load(Ordering::Acquire);
+        let v = load();
         if v == want {
             return Ok(());
         }
@@ -665,7 +698,11 @@ impl Link for AnyLink {
             AnyLink::ShmFutex { map, out, seq_out, .. } => {
                 // One slot per direction: wait until the peer has taken the
                 // previous message (its ack word) before overwriting it.
-                wait_for(Self::word(map, *out + ACK), *seq_out)?;
+                wait_for_ack(
+                    Self::word(map, *out + ACK),
+                    Self::word(map, *out + ACK_WAITING),
+                    *seq_out,
+                )?;
                 // SAFETY: the payload area after the words holds `size` bytes
                 // (buf.len() == size) inside the mapping; the peer reads it
                 // only after the release store below publishes it, and has
@@ -764,7 +801,7 @@ impl Link for AnyLink {
                 // SAFETY: the acquire load in wait_for saw the peer's release
                 // of this payload; the area holds `size` bytes in the mapping.
                 unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(*inp + PAYLOAD), buf.as_mut_ptr(), *size) };
-                publish(Self::word(map, *inp + ACK), want);
+                acknowledge(Self::word(map, *inp + ACK), Self::word(map, *inp + ACK_WAITING), want);
                 Ok(())
             }
             #[cfg(feature = "iceoryx2")]
