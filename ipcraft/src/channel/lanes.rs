@@ -720,11 +720,11 @@ impl MultiReceiver {
 
     /// Prepares an event loop's wait on this receiver's descriptor
     /// ([`AsRawFd`]): asks every lane's sender to ring the doorbell when it
-    /// next publishes, then looks once more. `true` when something arrived
-    /// meanwhile: receive instead of waiting (the descriptor may not become
-    /// readable for it). The next receive call takes the rings, so the
-    /// descriptor stops being readable, and stops the ringing, which costs
-    /// each sender a system call per message while it lasts.
+    /// next publishes (once: a ring is a system call), then looks once
+    /// more. `true` when something arrived meanwhile: receive instead of
+    /// waiting (the descriptor may not become readable for it). The next
+    /// receive call takes the rings, so the descriptor stops being
+    /// readable, and withdraws the request.
     ///
     /// A sender's death does not ring the doorbell: wake now and then (a
     /// timeout of tens of milliseconds) and call
