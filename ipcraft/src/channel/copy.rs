@@ -14,12 +14,13 @@
 //! | slow (~250 ns: another core complex) | 3.5–4.8 GB/s, 36–38 µs | 8.4–10.4 GB/s, 16–25 µs |
 //!
 //! (4 KiB messages alike: 19–20 against 8 GB/s fast, 3.5–3.6 against 6–7.6
-//! slow.) The routine the *receiver* reads with decides it, through the
-//! sender: what it leaves in its caches makes the sender's writes to those
-//! lines a lap later cheap or dear (the sender's own routine changed
-//! nothing measurable; `prefetchnta` reads behaved like `rep movsb`, which
-//! suggests reads that do not keep the lines are what helps across core
-//! complexes). A host can switch between the two within seconds, and
+//! slow.) The routine the *receiver* reads with decides it; the sender's
+//! own routine changed nothing measurable. Part of the cost lands on the
+//! sender (in a C model of the fast case, a receiver reading with
+//! `rep movsb` made the sender's writes to those lines a lap later twice
+//! as slow), and `prefetchnta` reads behaved like `rep movsb` in both
+//! cases, which suggests that whether the receiver's reads keep the lines
+//! is what matters. A host can switch between the two within seconds, and
 //! processes migrate, so a [`Chooser`] per receiver measures: it times
 //! laps of the ring on the route it settled on, tries the other route now
 //! and then, and switches when that was clearly faster.
