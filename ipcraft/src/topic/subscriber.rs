@@ -434,7 +434,12 @@ impl Subscriber {
 
     /// The next message as a new vector, as `wait` allows.
     pub(crate) fn vec_with(&mut self, wait: Wait) -> Result<Option<Vec<u8>>> {
-        self.view_with(wait)?.map(|view| view.to_vec()).transpose()
+        let msg = self.view_with(wait)?.map(|view| view.to_vec()).transpose()?;
+        // A copy out of the ring, as `recv`'s: it counts for the routine.
+        if let Some(msg) = &msg {
+            self.copier.copied(msg.len());
+        }
+        Ok(msg)
     }
 
     /// Receives a plain-old-data value sent with [`Publisher::send_pod`](super::Publisher::send_pod).
