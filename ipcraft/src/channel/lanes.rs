@@ -594,10 +594,7 @@ impl MultiReceiver {
         let take = &mut take;
         if self.armed {
             self.armed = false;
-            self.disarm_lanes();
-            self.bell
-                .drain(64)
-                .map_err(|e| Error::new("take rings of", &self.group.label, e))?;
+            self.take_rings()?;
         }
         let started = Instant::now();
         let (mut spins, mut spinning) = (0u32, !self.spin.is_zero());
@@ -675,10 +672,7 @@ impl MultiReceiver {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => false,
                     Err(e) => return Err(Error::new("wait for", &self.group.label, e)),
                 };
-                self.bell
-                    .drain(64)
-                    .map_err(|e| Error::new("take rings of", &self.group.label, e))?;
-                self.disarm_lanes();
+                self.take_rings()?;
                 if !rung {
                     if let Some(found) = self.poll(take, true)? {
                         return Ok(Some(found));
@@ -760,6 +754,16 @@ impl MultiReceiver {
             ready |= rx.arm();
         }
         ready
+    }
+
+    /// Takes the doorbell's pending rings, then lowers every lane's flag
+    /// (after a wait on the doorbell, whether it was rung or not).
+    fn take_rings(&mut self) -> Result<()> {
+        self.bell
+            .drain(64)
+            .map_err(|e| Error::new("take rings of", &self.group.label, e))?;
+        self.disarm_lanes();
+        Ok(())
     }
 
     /// Lowers every lane's doorbell flag: senders stop ringing.
