@@ -23,11 +23,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Result<(), ipcraft::Error>` reports `Error: open fifo /tmp/x: No such
 /// file or directory`, not a struct dump; [`cause`](Self::cause) gives the
 /// structured reason.
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+/// What an [`Error`] holds, boxed so that an `Error` is one pointer and a
+/// `Result<()>` or `Result<usize>` comes back in registers: the channel's
+/// send and receive paths return one per message, and a larger error made
+/// every call store its result to memory (one more store per message
+/// waiting in the CPU's store buffer behind the ring's lines).
+struct Inner {
     op: &'static str,
     object: Option<String>,
     cause: Cause,
 }
+
+const _: () = assert!(std::mem::size_of::<Result<()>>() == std::mem::size_of::<usize>());
 
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -207,46 +216,46 @@ fn os_message(e: &io::Error) -> String {
 impl Error {
     /// An error for `op` on `object` with `cause`.
     pub fn new(op: &'static str, object: impl fmt::Display, cause: impl Into<Cause>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             op,
             object: Some(object.to_string()),
             cause: cause.into(),
-        }
+        }))
     }
 
     /// An error for `op`, which has no named object, with `cause`.
     pub fn bare(op: &'static str, cause: impl Into<Cause>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             op,
             object: None,
             cause: cause.into(),
-        }
+        }))
     }
 
     /// The same cause, reported as `op` on `object` (for a caller that
     /// knows the object better, such as a file's path).
     pub fn relabel(self, op: &'static str, object: impl fmt::Display) -> Self {
-        Self::new(op, object, self.cause)
+        Self::new(op, object, self.0.cause)
     }
 
     /// The operation that failed, such as `open fifo`.
     pub fn op(&self) -> &'static str {
-        self.op
+        self.0.op
     }
 
     /// The name or path of the object, if the operation had one.
     pub fn object(&self) -> Option<&str> {
-        self.object.as_deref()
+        self.0.object.as_deref()
     }
 
     /// Why it failed.
     pub fn cause(&self) -> &Cause {
-        &self.cause
+        &self.0.cause
     }
 
     /// The OS error number, if the OS refused the call.
     pub fn raw_os_error(&self) -> Option<i32> {
-        match &self.cause {
+        match &self.0.cause {
             Cause::Os(e) => e.raw_os_error(),
             _ => None,
         }
@@ -254,7 +263,7 @@ impl Error {
 
     /// The closest [`io::ErrorKind`].
     pub fn kind(&self) -> io::ErrorKind {
-        match &self.cause {
+        match &self.0.cause {
             Cause::Os(e) => e.kind(),
             Cause::InvalidName(_)
             | Cause::Invalid(_)
@@ -288,17 +297,17 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.op)?;
-        if let Some(object) = &self.object {
+        f.write_str(self.0.op)?;
+        if let Some(object) = &self.0.object {
             write!(f, " {object}")?;
         }
-        write!(f, ": {}", self.cause)
+        write!(f, ": {}", self.0.cause)
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.cause {
+        match &self.0.cause {
             Cause::Os(e) => Some(e),
             _ => None,
         }
