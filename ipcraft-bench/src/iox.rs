@@ -25,6 +25,8 @@
 //!   is left in `/tmp/iceoryx2` or `/dev/shm`.
 
 use std::io;
+
+use crate::measure::Link;
 use std::time::{Duration, Instant};
 
 use iceoryx2::port::publisher::Publisher;
@@ -136,24 +138,6 @@ impl IoxLink {
         Ok(link)
     }
 
-    pub fn send(&mut self, buf: &[u8]) -> io::Result<()> {
-        let sample = self.publisher.loan_slice_uninit(buf.len()).map_err(err)?;
-        sample.write_from_slice(buf).send().map_err(err)?;
-        Ok(())
-    }
-
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let (first, rest) = self.subscribers.split_first().expect("at least one subscriber");
-        Self::take(first, buf)?;
-        for sub in rest {
-            Self::take(sub, &mut self.scratch)?;
-            if self.scratch[..] != buf[..] {
-                return Err(io::Error::other("iceoryx2: subscribers got different samples"));
-            }
-        }
-        Ok(())
-    }
-
     /// Takes the next sample of `subscriber` into `buf`, busy-polling.
     fn take(subscriber: &Sub, buf: &mut [u8]) -> io::Result<()> {
         let start = Instant::now();
@@ -171,5 +155,27 @@ impl IoxLink {
             }
             std::hint::spin_loop();
         }
+    }
+}
+
+impl Link for IoxLink {
+    #[inline]
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        let sample = self.publisher.loan_slice_uninit(buf.len()).map_err(err)?;
+        sample.write_from_slice(buf).send().map_err(err)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let (first, rest) = self.subscribers.split_first().expect("at least one subscriber");
+        Self::take(first, buf)?;
+        for sub in rest {
+            Self::take(sub, &mut self.scratch)?;
+            if self.scratch[..] != buf[..] {
+                return Err(io::Error::other("iceoryx2: subscribers got different samples"));
+            }
+        }
+        Ok(())
     }
 }

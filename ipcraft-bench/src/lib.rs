@@ -365,10 +365,12 @@ fn run_case(
                 let outcome = prepared
                     .into_link(transports::Side::Child(i))
                     .map_err(Failed::Io)
-                    .and_then(|mut link| match pattern {
-                        Pattern::PingPong => measure::pingpong_child(&mut link, size),
-                        Pattern::Stream if fans_out => measure::stream_subscriber(&mut link, size),
-                        Pattern::Stream => measure::stream_sender(&mut link, size, budget),
+                    .and_then(|mut link| {
+                        transports::with_link!(&mut link, |link| match pattern {
+                            Pattern::PingPong => measure::pingpong_child(link, size),
+                            Pattern::Stream if fans_out => measure::stream_subscriber(link, size),
+                            Pattern::Stream => measure::stream_sender(link, size, budget),
+                        })
                     });
                 process::exit_child(match outcome {
                     Ok(()) => 0,
@@ -390,11 +392,13 @@ fn run_case(
     let measured = prepared
         .into_link(transports::Side::Parent)
         .map_err(Failed::Io)
-        .and_then(|mut link| match pattern {
-            Pattern::PingPong => measure::pingpong_parent(&mut link, size, budget, 1_000_000, clock).map(Ok),
-            Pattern::Stream if fans_out => measure::stream_publisher(&mut link, size, budget).map(Err),
-            Pattern::Stream if children > 1 => measure::stream_collector(&mut link, size, children).map(Err),
-            Pattern::Stream => measure::stream_receiver(&mut link, size).map(Err),
+        .and_then(|mut link| {
+            transports::with_link!(&mut link, |link| match pattern {
+                Pattern::PingPong => measure::pingpong_parent(link, size, budget, 1_000_000, clock).map(Ok),
+                Pattern::Stream if fans_out => measure::stream_publisher(link, size, budget).map(Err),
+                Pattern::Stream if children > 1 => measure::stream_collector(link, size, children).map(Err),
+                Pattern::Stream => measure::stream_receiver(link, size).map(Err),
+            })
         });
     // The parent's ends are closed by now, so a child stuck on them sees EOF.
     let mut status = Vec::with_capacity(children);
