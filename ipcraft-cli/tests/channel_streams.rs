@@ -471,3 +471,42 @@ fn a_death_between_two_senders_is_reported_even_when_unseen() {
         }
     }
 }
+
+/// The sender publishes its position only now and then (every 4 KiB);
+/// `chan stat`, in a process of its own, still counts every frame it
+/// committed, before and after a publication, the end marker included.
+#[test]
+fn stat_counts_every_committed_frame_published_position_or_not() {
+    let name = ShmName::new("statpos");
+    assert_ok(&run(
+        ipcraft().args(["chan", "create", &name.0, "--capacity", "64K"]),
+        b"",
+    ));
+    let in_flight = || {
+        let out = run(ipcraft().args(["chan", "stat", &name.0]), b"");
+        assert_ok(&out);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let field = text
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("in_flight="))
+            .map(str::to_owned);
+        field
+            .unwrap_or_else(|| panic!("no in_flight in {text:?}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    let mut tx = channel::Sender::open(&name.0).unwrap();
+    let mut expect = 0;
+    // 3456 bytes of frames, then past 4096 with the last two.
+    for (i, len) in [100usize, 1, 48, 49, 3000, 0, 700].into_iter().enumerate() {
+        tx.send(&vec![i as u8; len]).unwrap();
+        expect += (16 + len as u64).div_ceil(64) * 64;
+        assert_eq!(in_flight(), expect, "after the message of {len} bytes");
+    }
+    tx.close().unwrap();
+    assert_eq!(in_flight(), expect + 64, "the end marker is a line");
+    let out = run(ipcraft().args(["chan", "recv", &name.0]), b"");
+    assert_ok(&out);
+    assert_eq!(out.stdout.len(), 100 + 1 + 48 + 49 + 3000 + 700);
+    assert_eq!(in_flight(), 0);
+}

@@ -232,8 +232,18 @@ impl Mapped {
     pub(super) fn stat(&self) -> Result<ChannelStat> {
         let mapped = self;
         let h = mapped.header();
-        let tail = h.tail.0.load(Ordering::Acquire);
+        let published = h.tail.0.load(Ordering::Acquire);
         let head = h.head.0.load(Ordering::Acquire);
+        // The sender publishes its position only now and then: the frames
+        // committed past it are counted by walking them. (A ring whose
+        // frames do not check out shows the published position.)
+        let ring = &mapped.ring;
+        let tail = match ring.scan_from(published, head) {
+            from if from % super::ring::FRAME_ALIGN == 0 => {
+                ring.committed_end(from, head).map_or(published, |(end, _)| end)
+            }
+            _ => published,
+        };
         Ok(ChannelStat {
             capacity: mapped.ring.capacity(),
             in_flight: tail.wrapping_sub(head).min(mapped.ring.capacity()),

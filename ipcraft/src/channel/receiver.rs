@@ -264,6 +264,9 @@ impl Receiver {
         }
     }
 
+    /// Inlined into each public receive, so the fast path has `wait` as a
+    /// constant and not as two more live registers.
+    #[inline(always)]
     fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<usize>> {
         self.recv_split(&mut [], buf, wait)
     }
@@ -430,8 +433,43 @@ impl Receiver {
     /// length returned (the caller skips it). `None` at the end of the
     /// stream. Errors as [`recv`](Self::recv): with
     /// [`Cause::BufferTooSmall`] the message stays, its prefix copied.
+    ///
+    /// A message shorter than [`OPAQUE_MIN`](copy::OPAQUE_MIN) that is
+    /// there and fits takes a path with no calls and (on x86-64) no saved
+    /// registers; everything else goes through [`recv_slow`](Self::recv_slow).
     #[inline(always)]
     pub(crate) fn recv_split<const P: usize, D: copy::Dest + ?Sized>(
+        &mut self,
+        prefix: &mut [u8; P],
+        rest: &mut D,
+        wait: Wait,
+    ) -> Result<Option<usize>> {
+        if self.att.is_attached() && !self.ended {
+            let ring = self.mapped.ring;
+            ring.prefetch_after(self.head);
+            if let Some((at, len)) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64) {
+                let (frame, len) = (ring.at(at), len as usize);
+                // SAFETY: peek_small checked that the frame's `len` bytes at
+                // ring index `at` lie in the ring: the prefix, then the rest.
+                if len >= P && unsafe { rest.fill_small(frame.add(P), len - P) } {
+                    if P > 0 {
+                        // SAFETY: as above; `prefix` holds P bytes.
+                        unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P) };
+                    }
+                    self.streak = self.streak.saturating_add(1);
+                    self.advance(ring::frame_size(len as u64));
+                    return Ok(Some(len));
+                }
+            }
+        }
+        self.recv_slow(prefix, rest, wait)
+    }
+
+    /// [`recv_split`](Self::recv_split) for everything but a short message
+    /// that is there and fits: waiting, large messages, padding, end
+    /// markers, errors.
+    #[inline(never)]
+    fn recv_slow<const P: usize, D: copy::Dest + ?Sized>(
         &mut self,
         prefix: &mut [u8; P],
         rest: &mut D,

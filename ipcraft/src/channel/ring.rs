@@ -274,6 +274,16 @@ impl<M: Memory> Ring<M> {
         self.capacity.saturating_sub(tail.wrapping_sub(head))
     }
 
+    /// Bytes of frames that can go at `tail` now with the consumer at
+    /// `head` (checked: at most `capacity` behind): up to the ring's end,
+    /// leaving [`SLACK`] free. A frame fits ([`Room::Fits`]) exactly when
+    /// its size is at most this.
+    #[inline(always)]
+    pub(crate) fn writable(&self, tail: u64, head: u64) -> u64 {
+        let contiguous = self.capacity - self.index(tail);
+        contiguous.min(self.free(tail, head).saturating_sub(SLACK))
+    }
+
     /// Whether a frame of `len` bytes can go at `tail` with the consumer at
     /// `head` (checked: at most `capacity` behind).
     #[inline(always)]
@@ -282,7 +292,7 @@ impl<M: Memory> Ring<M> {
         let need = frame_size(len);
         let contiguous = self.capacity - self.index(tail);
         if need <= contiguous {
-            if need + SLACK <= free {
+            if need <= self.writable(tail, head) {
                 Room::Fits
             } else {
                 Room::Full
@@ -333,6 +343,21 @@ impl<M: Memory> Ring<M> {
         self.index(pos) + FRAME_HEADER
     }
 
+    /// Where a scan for the committed frames starts ([`committed_end`](Self::committed_end)),
+    /// given the producer's `published` position and the consumer's `head`.
+    /// A producer publishes its position only now and then (and may die
+    /// between publishing a frame and its position), so the consumer may
+    /// have taken frames past it: then the consumer's position, at most a
+    /// ring ahead, is where the committed frames reach at least.
+    pub(crate) fn scan_from(&self, published: u64, head: u64) -> u64 {
+        let ahead = head.wrapping_sub(published);
+        if ahead != 0 && ahead <= self.capacity {
+            head
+        } else {
+            published
+        }
+    }
+
     /// Where the frames committed from `tail` on end, and whether the last
     /// one was an end marker: what a producer that replaces a dead one
     /// continues from (its predecessor may have published a frame without
@@ -360,6 +385,23 @@ impl<M: Memory> Ring<M> {
     }
 
     // ---- consumer ----
+
+    /// The frame at `head` if it is one the consumer's fast path takes: a
+    /// published frame of fewer than `small` bytes (below the padding and
+    /// marker values, so those never match) inside the ring, as
+    /// `(ring index of its payload, len)`. Everything else, [`peek`](Self::peek)
+    /// reads and explains.
+    #[inline(always)]
+    pub(crate) fn peek_small(&self, head: u64, small: u64) -> Option<(u64, u64)> {
+        debug_assert!(small <= self.max_len());
+        let idx = self.index(head);
+        let (stamp, len) = self.words(idx);
+        if stamp.load(Ordering::Acquire) != self.stamp(head) {
+            return None;
+        }
+        let len = len.load(Ordering::Relaxed);
+        (len < small && frame_size(len) <= self.capacity - idx).then_some((idx + FRAME_HEADER, len))
+    }
 
     /// Reads and checks the header at the consumer's `head`.
     #[inline(always)]
@@ -667,7 +709,7 @@ mod tests {
             /// Whatever another process writes into a header, peek either
             /// refuses it or describes a frame that lies inside the ring.
             #[test]
-            fn peek_never_points_outside(cap_shift in 8u32..13, slot in 0u64..64, word in any::<u64>(), len in any::<u64>(), stamp_ok in any::<bool>()) {
+            fn peek_never_points_outside(cap_shift in 8u32..13, slot in 0u64..64, word in any::<u64>(), len in prop_oneof![any::<u64>(), 0u64..600], stamp_ok in any::<bool>(), small in 1u64..520) {
                 let cap = 1u64 << cap_shift;
                 let h = heap(cap);
                 let pos = (slot * FRAME_ALIGN) % cap + cap * 3;
@@ -678,6 +720,19 @@ mod tests {
                     Ok(Peek::Pad(skip)) => prop_assert!(h.ring.index(pos) + skip == cap && skip > 0),
                     Ok(Peek::Empty(_)) => prop_assert_ne!(word, h.ring.stamp(pos)),
                     Ok(Peek::Closed) | Ok(Peek::Aborted) | Err(_) => {}
+                }
+                // The consumer's fast path takes exactly the short frames
+                // peek describes, nothing else.
+                let small = small.min(h.ring.max_len());
+                match h.ring.peek_small(pos, small) {
+                    Some((at, len)) => {
+                        prop_assert!(len < small);
+                        prop_assert_eq!(h.ring.peek(pos), Ok(Peek::Frame { at, len }));
+                    }
+                    None => {
+                        let short = matches!(h.ring.peek(pos), Ok(Peek::Frame { len, .. }) if len < small);
+                        prop_assert!(!short, "a short frame the fast path missed");
+                    }
                 }
             }
 
