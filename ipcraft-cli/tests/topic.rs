@@ -158,6 +158,14 @@ fn overwrite_mode_reports_exactly_what_a_stalled_subscriber_missed() {
     let out = dir.join("sub");
     let sub = subscriber(&name.0, &out, &[]);
     until_subscribed(&name.0, 1);
+    // Shown alive, a subscriber may still be finishing its attach (which
+    // starts it at the oldest message held, missing nothing): stop it only
+    // once it waits for the first message.
+    let deadline = Instant::now() + TIMEOUT;
+    while !common::asleep(&sub) {
+        assert!(Instant::now() < deadline, "the subscriber never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let pid = rustix::process::Pid::from_child(&sub);
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
     // The publisher never waits, even for a subscriber that does not read.

@@ -171,10 +171,15 @@ pub fn pass_fd(cmd: &mut Command, fd: OwnedFd, target: i32) {
 /// (preempted there on a busy host); killed then, it leaves the channel
 /// looking as if nobody had come.
 pub fn settled(child: &Child, side: ipcraft::channel::SideState) -> bool {
+    matches!(side, ipcraft::channel::SideState::Alive(_)) && asleep(child)
+}
+
+/// Whether `child` sleeps (state `S` in `/proc/PID/stat`): a process that
+/// attached to an IPC object and now waits on it has finished attaching.
+pub fn asleep(child: &Child) -> bool {
     let state = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
     // The state letter follows the command name in parentheses.
-    let asleep = state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'));
-    matches!(side, ipcraft::channel::SideState::Alive(_)) && asleep
+    state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'))
 }
 
 /// Waits for `child` at most [`TIMEOUT`]; kills it and panics on time-out.
