@@ -349,17 +349,7 @@ impl Sender {
         // (A frame that fits is at most the largest.)
         debug_assert!(self.limit.wrapping_sub(self.tail) <= self.mapped.ring.capacity());
         if len < copy::OPAQUE_MIN && ring::frame_size(len as u64) <= self.limit.wrapping_sub(self.tail) {
-            let ring = self.mapped.ring;
-            let at = ring.at(ring.payload_index(self.tail));
-            // SAFETY: the frame fits at the current position, so its
-            // payload's `len` bytes are free ring; the payload index is
-            // 8-aligned and so is `P` (a service's 8-byte request id).
-            unsafe {
-                if P > 0 {
-                    copy::copy_to_frame(at, prefix);
-                }
-                copy::copy_to_frame(at.add(P), msg);
-            }
+            self.write_frame(prefix, msg);
             self.publish(len);
             return Ok(());
         }
@@ -379,18 +369,25 @@ impl Sender {
     }
 
     /// Copies `prefix` and `msg` into the frame at the current position,
-    /// for which room was made.
+    /// for which room was made: a short part with the fast paths' copy, a
+    /// long one with the assembly loop.
     #[inline(always)]
     fn write_frame<const P: usize>(&mut self, prefix: &[u8; P], msg: &[u8]) {
         let ring = self.mapped.ring;
         let at = ring.at(ring.payload_index(self.tail));
         // SAFETY: room was made for `P + msg.len()` bytes of free ring at
-        // the payload index of the current position: the prefix, then `msg`.
+        // the payload index of the current position: the prefix, then
+        // `msg`; the payload index is 8-aligned and so is `P` (a service's
+        // 8-byte request id).
         unsafe {
             if P > 0 {
-                copy::copy_to_shared(at, prefix);
+                copy::copy_to_frame(at, prefix);
             }
-            copy::copy_to_shared(at.add(P), msg);
+            if msg.len() < copy::OPAQUE_MIN {
+                copy::copy_to_frame(at.add(P), msg);
+            } else {
+                copy::copy_to_shared(at.add(P), msg);
+            }
         }
     }
 
