@@ -342,9 +342,10 @@ pub(crate) unsafe fn copy_from_frame(dst: *mut u8, src: *const u8, len: usize) {
 /// The copy of a short message on the channel's fast paths: whole words,
 /// then the last few bytes one at a time. On x86-64 an assembly loop,
 /// opaque to the compiler (so it neither assumes the ring stable nor
-/// unrolls the loop), using four registers: the fast paths around it then
-/// need no saved register, which [`atomic_copy`] (an alignment prologue,
-/// loops the compiler unrolls) did not allow. In a stream of small
+/// unrolls the loop), using four registers: the sender's fast path
+/// around it pushes one register, after its check, where with
+/// [`atomic_copy`] (an alignment prologue, loops the compiler unrolls)
+/// `send` pushed six. In a stream of small
 /// messages the sender waits on its stores (each new ring line is fetched
 /// from the receiver's cache, and stores leave the CPU in order), so each
 /// register pushed per message was one more; elsewhere, [`atomic_copy`].

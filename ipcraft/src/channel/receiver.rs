@@ -435,8 +435,9 @@ impl Receiver {
     /// [`Cause::BufferTooSmall`] the message stays, its prefix copied.
     ///
     /// A message shorter than [`OPAQUE_MIN`](copy::OPAQUE_MIN) that is
-    /// there and fits takes a path with no calls and (on x86-64) no saved
-    /// registers; everything else goes through [`recv_slow`](Self::recv_slow).
+    /// there and fits takes a path with no calls and few saved registers
+    /// (two, against six before); everything else goes through
+    /// [`recv_slow`](Self::recv_slow).
     #[inline(always)]
     pub(crate) fn recv_split<const P: usize, D: copy::Dest + ?Sized>(
         &mut self,

@@ -12,6 +12,9 @@ use super::layout::{ATTACHED, CLOSED, RECEIVER_LOCK_BYTE};
 use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
 use super::ring::{self, Room};
 use super::wait::{self, Stop, Waiter};
+use super::ChannelOptions;
+use crate::error::{Cause, Error, Result};
+use crate::sys;
 
 /// The sender publishes its position (the header's `tail`, which only
 /// `stat` and the next sender's attach read, each scanning the committed
@@ -22,9 +25,6 @@ use super::wait::{self, Stop, Waiter};
 /// 64-byte stream from 21 to 27–30 M/s. A scan covers less than this, plus
 /// one frame.
 const TAIL_STRIDE: u64 = 4096;
-use super::ChannelOptions;
-use crate::error::{Cause, Error, Result};
-use crate::sys;
 
 const SEND_OP: &str = "send to channel";
 
@@ -336,7 +336,7 @@ impl Sender {
     ///
     /// A message shorter than [`OPAQUE_MIN`](copy::OPAQUE_MIN) that fits by
     /// this side's last look at the receiver's position takes a path small
-    /// enough to need no saved registers; everything else goes through
+    /// enough to need one saved register; everything else goes through
     /// [`send_slow`](Self::send_slow). In a stream of small messages the
     /// sender waits on its stores (each new ring line is fetched from the
     /// receiver's cache, and stores leave the CPU in order), so every store
