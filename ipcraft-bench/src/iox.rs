@@ -25,8 +25,6 @@
 //!   is left in `/tmp/iceoryx2` or `/dev/shm`.
 
 use std::io;
-
-use crate::measure::Link;
 use std::time::{Duration, Instant};
 
 use iceoryx2::port::publisher::Publisher;
@@ -34,6 +32,8 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 use iceoryx2_bb_system_types::file_name::FileName;
 use iceoryx2_bb_system_types::path::Path as IoxPath;
+
+use crate::measure::Link;
 
 type Pub = Publisher<ipc::Service, [u8], ()>;
 type Sub = Subscriber<ipc::Service, [u8], ()>;
