@@ -26,7 +26,6 @@
 //! and then, and switches when that was clearly faster.
 
 use crate::error::Cause;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How a receiver copies a message of [`OPAQUE_MIN`] bytes or more out of
@@ -198,9 +197,10 @@ fn routes_differ() -> bool {
 /// Copies `dst.len()` bytes from shared memory at `src` into `dst`.
 ///
 /// Another process may be writing the source, so the copy uses only
-/// operations the compiler treats as opaque or atomic: relaxed atomic word
-/// loads for short messages, an assembly loop of 16-byte moves (x86-64)
-/// for long ones — never plain loads it could assume stable.
+/// operations the compiler treats as opaque or atomic: an assembly word
+/// loop for short messages ([`small_copy`]; relaxed atomic words where
+/// there is no assembly), an assembly loop of 16-byte moves (x86-64) for
+/// long ones — never plain loads it could assume stable.
 ///
 /// # Safety
 ///
@@ -295,7 +295,7 @@ unsafe fn copy_from_shared_raw(dst: *mut u8, src: *const u8, len: usize, route: 
         unsafe { opaque_copy(dst, src, len, route) }
     } else {
         // SAFETY: as above.
-        unsafe { atomic_copy(dst, src, len, true) }
+        unsafe { small_copy(dst, src, len, true) }
     }
 }
 
@@ -310,7 +310,7 @@ pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8]) {
         unsafe { opaque_copy(dst, src.as_ptr(), src.len(), Route::Cached) }
     } else {
         // SAFETY: as above.
-        unsafe { atomic_copy(dst, src.as_ptr(), src.len(), false) }
+        unsafe { small_copy(dst, src.as_ptr(), src.len(), false) }
     }
 }
 
@@ -339,16 +339,17 @@ pub(crate) unsafe fn copy_from_frame(dst: *mut u8, src: *const u8, len: usize) {
     unsafe { small_copy(dst, src, len, true) }
 }
 
-/// The copy of a short message on the channel's fast paths: whole words,
-/// then the last few bytes one at a time. On x86-64 an assembly loop,
-/// opaque to the compiler (so it neither assumes the ring stable nor
-/// unrolls the loop), using four registers: the sender's fast path
-/// around it pushes one register, after its check, where with
-/// [`atomic_copy`] (an alignment prologue, loops the compiler unrolls)
-/// `send` pushed six. In a stream of small
-/// messages the sender waits on its stores (each new ring line is fetched
-/// from the receiver's cache, and stores leave the CPU in order), so each
-/// register pushed per message was one more; elsewhere, [`atomic_copy`].
+/// Every copy of fewer than [`OPAQUE_MIN`] bytes between the ring and
+/// private memory: whole words, then the last few bytes one at a time. On
+/// x86-64 an assembly loop, opaque to the compiler (so it neither assumes
+/// the ring stable nor unrolls the loop; unaligned words are fine there),
+/// using four registers: the sender's fast path around it pushes one
+/// register, after its check, where with `atomic_copy` (an alignment
+/// prologue, loops the compiler unrolls) `send` pushed six. In a stream of
+/// small messages the sender waits on its stores (each new ring line is
+/// fetched from the receiver's cache, and stores leave the CPU in order),
+/// so each register pushed per message was one more. Elsewhere (and under
+/// Miri), `atomic_copy`: relaxed atomic words.
 ///
 /// # Safety
 ///
@@ -459,13 +460,15 @@ pub(crate) const OPAQUE_MIN: usize = 512;
 pub(crate) const OPAQUE_MIN: usize = 512;
 
 /// Word-at-a-time copy where the shared side (`src` when `from_shared`,
-/// else `dst`) is accessed only with relaxed atomics.
+/// else `dst`) is accessed only with relaxed atomics: [`small_copy`] where
+/// there is no assembly.
 ///
 /// # Safety
 ///
 /// Both ranges valid for `len` bytes; the private side not shared.
+#[cfg(any(not(target_arch = "x86_64"), miri))]
 unsafe fn atomic_copy(dst: *mut u8, src: *const u8, len: usize, from_shared: bool) {
-    use std::sync::atomic::AtomicU8;
+    use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
     let shared = if from_shared { src } else { dst.cast_const() };
     let mut i = 0;
     // SAFETY: i < len keeps every access in range; shared-side accesses
