@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::copy::{self, Chooser, Route};
 use super::layout::{ATTACHED, CLOSED, SENDER_LOCK_BYTE};
@@ -32,30 +32,13 @@ pub struct Receiver {
     sender_gone: Option<Error>,
     /// The sender side's takeover count as this receiver last saw it.
     takeovers: u32,
-    /// Frames found ready in a row (see `next_frame_slow`'s back-off).
-    streak: u32,
     /// How large messages are copied out of the ring.
     copier: Chooser,
 }
 
-/// Frames found ready in a row after which a receiver that catches up
-/// backs off before it polls ([`CATCH_UP_PAUSE`]).
-const STREAK: u32 = 4;
-
-/// How long a receiver that was streaming (frames ready [`STREAK`] times
-/// in a row) waits after catching up with the sender before it polls the
-/// next frame. Polling the line the sender is writing pulls it away
-/// between the sender's stores, so a receiver a little faster than its
-/// sender keeps the two in lockstep on one line, each store of each frame
-/// a cache-line transfer; letting the sender write a run of frames first
-/// breaks that. Measured (64-byte messages, one process each, a C model
-/// and the channel): making the receiver *slower* by ~10 ns a message
-/// raised the channel from 26–35 to 39–46 M messages/s; this pause took
-/// it from 8.8–9.2 to 12.8–13.6 M/s in the host's slow periods, no change
-/// in the fast ones or to round trips (a ping-pong receiver never has a
-/// frame ready when it looks, so it never pauses). The cost: the first
-/// message after a burst can wait this long.
-const CATCH_UP_PAUSE: Duration = Duration::from_nanos(500);
+/// Polls of the next stamp a receive makes before the full wait (with
+/// `pause` at ~30 ns here, about 8 µs).
+const TIGHT_POLLS: u32 = 256;
 
 impl Receiver {
     /// Creates the named channel and attaches as its receiver.
@@ -92,24 +75,24 @@ impl Receiver {
             let ring = self.mapped.ring;
             ring.prefetch_after(self.head);
             if let Ok(Peek::Frame { at, len }) = ring.peek(self.head) {
-                self.streak = self.streak.saturating_add(1);
                 return Ok(Some((at, len)));
             }
         }
-        self.next_frame_slow(wait)
+        self.next_frame_slow(wait, false)
     }
 
     /// [`next_frame`](Self::next_frame) when no frame is ready: attaching,
     /// padding, end markers, corruption, waiting.
+    ///
+    /// `polled`: the caller polled the next stamp already ([`poll_briefly`](Self::poll_briefly)).
     #[inline(never)]
-    fn next_frame_slow(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+    fn next_frame_slow(&mut self, wait: Wait, polled: bool) -> Result<Option<(u64, u64)>> {
         self.ensure_attached()?;
         if self.ended {
             return Ok(None);
         }
         let ring = self.mapped.ring;
-        let streaming = std::mem::take(&mut self.streak) >= STREAK;
-        let mut tight_poll = true;
+        let mut tight_poll = !polled;
         let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
             ring.prefetch_after(self.head);
@@ -141,26 +124,13 @@ impl Receiver {
                 }
                 Peek::Empty(observed) => observed,
             };
-            // A tight poll first, as a hand-written ring would: a message
-            // that is already on its way is seen a few cycles after it
-            // lands, without the bookkeeping of a full wait. Once per wait:
+            // A tight poll first (unless the caller made it), as a
+            // hand-written ring would: see `poll_briefly`. Once per wait:
             // repeated before every pause of the wait it would stretch the
-            // spin (the clock is read every 64 pauses) by 256 polls each —
-            // ~7 µs here, where `pause` takes 27 ns — nine times over.
+            // spin (the clock is read every 64 pauses) by 256 polls each.
             if tight_poll && !matches!(wait, Wait::No) && !waiter.is_sleeping() {
                 tight_poll = false;
-                if streaming {
-                    let start = Instant::now();
-                    while start.elapsed() < CATCH_UP_PAUSE {
-                        std::hint::spin_loop();
-                    }
-                }
-                let mut polls = 0;
-                while polls < 256 && !ring.is_published(self.head) {
-                    std::hint::spin_loop();
-                    polls += 1;
-                }
-                if polls < 256 {
+                if self.poll_briefly() {
                     continue;
                 }
             }
@@ -200,6 +170,24 @@ impl Receiver {
                 Err(Stop::Failed(())) => self.sender_gone = gone,
             }
         }
+    }
+
+    /// Polls the stamp of the next frame up to [`TIGHT_POLLS`] times: a
+    /// message that is already on its way is seen a few cycles after it
+    /// lands, without the bookkeeping of a full wait (the clock, the
+    /// sender's liveness, the sleeping flag). Whether it was published.
+    #[inline(always)]
+    fn poll_briefly(&self) -> bool {
+        let ring = self.mapped.ring;
+        let mut polls = 0;
+        while polls < TIGHT_POLLS {
+            if ring.is_published(self.head) {
+                return true;
+            }
+            std::hint::spin_loop();
+            polls += 1;
+        }
+        false
     }
 
     /// The death of a sender that another took over from since this
@@ -436,7 +424,11 @@ impl Receiver {
     ///
     /// A message shorter than [`OPAQUE_MIN`](copy::OPAQUE_MIN) that is
     /// there and fits takes a path with no calls and few saved registers
-    /// (two, against six before); everything else goes through
+    /// (two, against six before). When the ring is empty, the receive
+    /// polls the next stamp briefly ([`poll_briefly`](Self::poll_briefly))
+    /// and takes a short message that lands by the same path: in a round
+    /// trip, the work between a message landing and the reply going out
+    /// is the latency. Everything else goes through
     /// [`recv_slow`](Self::recv_slow).
     #[inline(always)]
     pub(crate) fn recv_split<const P: usize, D: copy::Dest + ?Sized>(
@@ -445,25 +437,34 @@ impl Receiver {
         rest: &mut D,
         wait: Wait,
     ) -> Result<Option<usize>> {
+        let mut polled = false;
         if self.att.is_attached() && !self.ended {
-            let ring = self.mapped.ring;
-            ring.prefetch_after(self.head);
-            if let Some((at, len)) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64) {
-                let (frame, len) = (ring.at(at), len as usize);
-                // SAFETY: peek_small checked that the frame's `len` bytes at
-                // ring index `at` lie in the ring: the prefix, then the rest.
-                if len >= P && unsafe { rest.fill_small(frame.add(P), len - P) } {
-                    if P > 0 {
-                        // SAFETY: as above; `prefix` holds P bytes.
-                        unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P) };
+            loop {
+                let ring = self.mapped.ring;
+                ring.prefetch_after(self.head);
+                if let Some((at, len)) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64) {
+                    let (frame, len) = (ring.at(at), len as usize);
+                    // SAFETY: peek_small checked that the frame's `len` bytes at
+                    // ring index `at` lie in the ring: the prefix, then the rest.
+                    if len >= P && unsafe { rest.fill_small(frame.add(P), len - P) } {
+                        if P > 0 {
+                            // SAFETY: as above; `prefix` holds P bytes.
+                            unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P) };
+                        }
+                        self.advance(ring::frame_size(len as u64));
+                        return Ok(Some(len));
                     }
-                    self.streak = self.streak.saturating_add(1);
-                    self.advance(ring::frame_size(len as u64));
-                    return Ok(Some(len));
+                }
+                if polled || matches!(wait, Wait::No) {
+                    break;
+                }
+                polled = true;
+                if !self.poll_briefly() {
+                    break;
                 }
             }
         }
-        self.recv_slow(prefix, rest, wait)
+        self.recv_slow(prefix, rest, wait, polled)
     }
 
     /// [`recv_split`](Self::recv_split) for everything but a short message
@@ -475,8 +476,14 @@ impl Receiver {
         prefix: &mut [u8; P],
         rest: &mut D,
         wait: Wait,
+        polled: bool,
     ) -> Result<Option<usize>> {
-        let Some((at, len)) = self.next_frame(wait)? else {
+        let frame = if polled {
+            self.next_frame_slow(wait, true)?
+        } else {
+            self.next_frame(wait)?
+        };
+        let Some((at, len)) = frame else {
             return Ok(None);
         };
         let len = len as usize;
@@ -517,7 +524,6 @@ impl Endpoint for Receiver {
             sender_seen: false,
             sender_gone: None,
             takeovers: 0,
-            streak: 0,
         }
     }
 
