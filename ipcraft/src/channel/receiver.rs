@@ -455,7 +455,8 @@ impl Receiver {
                         return Ok(Some(len));
                     }
                 }
-                if polled || matches!(wait, Wait::No) {
+                // (A receiver set not to spin sleeps at once.)
+                if polled || matches!(wait, Wait::No) || self.att.spin.is_zero() {
                     break;
                 }
                 polled = true;
