@@ -8,16 +8,14 @@ mod common;
 use common::{pattern, role, roles, wait, ShmName, TIMEOUT};
 use std::time::Duration;
 
-use ipcraft::channel::{ChannelOptions, Receiver, Sender};
+use ipcraft::channel::{Receiver, Sender};
 use ipcraft::Cause;
 
-roles!(role_echo, role_sleepy_echo);
+roles!(role_echo);
 
 /// Round trips per test: ~330 laps of each 4 KiB ring.
 const COUNT: u64 = 2000;
 const SEED: u64 = 0x7075;
-/// Round trips between ends that do not spin.
-const SLEEPY_COUNT: u64 = 200;
 /// A ring of one page, so that long messages leave padding at its end
 /// every few round trips.
 const CAPACITY: u64 = 4096;
@@ -82,86 +80,4 @@ fn waiting_receives_take_every_kind_of_frame_exactly() {
     tx.close().unwrap();
     assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), None);
     assert!(wait(&mut child).success());
-}
-
-/// `IN OUT`: as `role_echo`, with ends that do not spin; checks that its
-/// receives slept (voluntary context switches, one per receive that found
-/// the ring empty).
-fn role_sleepy_echo(args: Vec<String>) {
-    let opts = sleepy();
-    let mut rx = opts.open_receiver(&args[0]).unwrap();
-    let mut tx = opts.open_sender(&args[1]).unwrap();
-    let mut buf = vec![0u8; 64];
-    let before = voluntary_switches();
-    let mut i = 0;
-    while let Some(len) = rx.recv_timeout(&mut buf, TIMEOUT).unwrap() {
-        assert!(buf[..len] == short_message(i), "the echo got message {i} wrong");
-        tx.send(&buf[..len]).unwrap();
-        i += 1;
-    }
-    assert_eq!(i, SLEEPY_COUNT, "the echo's stream ended early");
-    let slept = voluntary_switches() - before;
-    assert!(
-        slept >= SLEEPY_COUNT * 9 / 10,
-        "the echo slept {slept} times in {i} receives"
-    );
-    tx.close().unwrap();
-}
-
-/// Message `i` cut to 64 bytes.
-fn short_message(i: u64) -> Vec<u8> {
-    let mut msg = message(i);
-    msg.truncate(64);
-    msg
-}
-
-/// Channel options of ends that never spin.
-fn sleepy() -> ChannelOptions {
-    let mut opts = ChannelOptions::new();
-    opts.spin(Duration::ZERO);
-    opts
-}
-
-/// This thread's voluntary context switches so far (`/proc/thread-self/status`).
-fn voluntary_switches() -> u64 {
-    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("voluntary_ctxt_switches:"))
-        .unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-#[test]
-fn receivers_set_not_to_spin_sleep_instead_of_polling() {
-    let (ab, ba) = (ShmName::new("rt-sleepy-ab"), ShmName::new("rt-sleepy-ba"));
-    let opts = sleepy();
-    ipcraft::channel::create(&ab.0, CAPACITY).unwrap();
-    let mut rx = opts.create_receiver(&ba.0).unwrap();
-    let mut child = role("role_sleepy_echo", &[ab.0.as_str(), ba.0.as_str()])
-        .spawn()
-        .unwrap();
-    let mut tx = opts.open_sender(&ab.0).unwrap();
-    let mut buf = vec![0u8; 64];
-    let before = voluntary_switches();
-    for i in 0..SLEEPY_COUNT {
-        let msg = short_message(i);
-        tx.send(&msg).unwrap();
-        let len = rx
-            .recv_timeout(&mut buf, TIMEOUT)
-            .unwrap()
-            .expect("the echo ended early");
-        assert!(buf[..len] == msg, "round trip {i} came back wrong");
-    }
-    let slept = voluntary_switches() - before;
-    tx.close().unwrap();
-    assert_eq!(rx.recv_timeout(&mut buf, TIMEOUT).unwrap(), None);
-    assert!(wait(&mut child).success());
-    // Each receive found the ring empty (the echo had to wake first) and
-    // slept: one that polled first would take the replies that come within
-    // its poll (here about half of them).
-    assert!(
-        slept >= SLEEPY_COUNT * 9 / 10,
-        "slept {slept} times in {SLEEPY_COUNT} receives"
-    );
 }

@@ -178,6 +178,8 @@ impl Receiver {
     /// sender's liveness, the sleeping flag). Whether it was published.
     #[inline(always)]
     fn poll_briefly(&self) -> bool {
+        #[cfg(test)]
+        tests::POLLS.with(|n| n.set(n.get() + 1));
         let ring = self.mapped.ring;
         let mut polls = 0;
         while polls < TIGHT_POLLS {
@@ -425,8 +427,8 @@ impl Receiver {
     /// A message shorter than [`OPAQUE_MIN`](copy::OPAQUE_MIN) that is
     /// there and fits takes a path with no calls and few saved registers
     /// (two, against six before). When the ring is empty, the receive
-    /// polls the next stamp briefly ([`poll_briefly`](Self::poll_briefly))
-    /// and takes a short message that lands by the same path: in a round
+    /// polls the next stamp briefly and takes a short message that lands
+    /// by the same path ([`recv_polling`](Self::recv_polling)): in a round
     /// trip, the work between a message landing and the reply going out
     /// is the latency. Everything else goes through
     /// [`recv_slow`](Self::recv_slow).
@@ -437,35 +439,61 @@ impl Receiver {
         rest: &mut D,
         wait: Wait,
     ) -> Result<Option<usize>> {
-        let mut polled = false;
         if self.att.is_attached() && !self.ended {
-            loop {
-                let ring = self.mapped.ring;
-                ring.prefetch_after(self.head);
-                if let Some((at, len)) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64) {
-                    let (frame, len) = (ring.at(at), len as usize);
-                    // SAFETY: peek_small checked that the frame's `len` bytes at
-                    // ring index `at` lie in the ring: the prefix, then the rest.
-                    if len >= P && unsafe { rest.fill_small(frame.add(P), len - P) } {
-                        if P > 0 {
-                            // SAFETY: as above; `prefix` holds P bytes.
-                            unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P) };
-                        }
-                        self.advance(ring::frame_size(len as u64));
-                        return Ok(Some(len));
-                    }
-                }
-                // (A receiver set not to spin sleeps at once.)
-                if polled || matches!(wait, Wait::No) || self.att.spin.is_zero() {
-                    break;
-                }
-                polled = true;
-                if !self.poll_briefly() {
-                    break;
-                }
+            if let Some(len) = self.take_small(prefix, rest) {
+                return Ok(Some(len));
+            }
+            // (A receiver set not to spin sleeps at once.)
+            if !matches!(wait, Wait::No) && !self.att.spin.is_zero() {
+                return self.recv_polling(prefix, rest, wait);
             }
         }
-        self.recv_slow(prefix, rest, wait, polled)
+        self.recv_slow(prefix, rest, wait, false)
+    }
+
+    /// Takes the next message if it is short, there, and fits: the fast
+    /// path of [`recv_split`](Self::recv_split).
+    #[inline(always)]
+    fn take_small<const P: usize, D: copy::Dest + ?Sized>(
+        &mut self,
+        prefix: &mut [u8; P],
+        rest: &mut D,
+    ) -> Option<usize> {
+        let ring = self.mapped.ring;
+        ring.prefetch_after(self.head);
+        let (at, len) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
+        let (frame, len) = (ring.at(at), len as usize);
+        // SAFETY: peek_small checked that the frame's `len` bytes at ring
+        // index `at` lie in the ring: the prefix, then the rest.
+        if len < P || !unsafe { rest.fill_small(frame.add(P), len - P) } {
+            return None;
+        }
+        if P > 0 {
+            // SAFETY: as above; `prefix` holds P bytes.
+            unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P) };
+        }
+        self.advance(ring::frame_size(len as u64));
+        Some(len)
+    }
+
+    /// [`recv_split`](Self::recv_split) on an empty ring: polls the next
+    /// stamp, and takes a short message that lands by the fast path; out
+    /// of line, so that the fast path saves few registers (a stream's
+    /// receives rarely come here), while a message that lands is taken
+    /// here without a return in between.
+    #[inline(never)]
+    fn recv_polling<const P: usize, D: copy::Dest + ?Sized>(
+        &mut self,
+        prefix: &mut [u8; P],
+        rest: &mut D,
+        wait: Wait,
+    ) -> Result<Option<usize>> {
+        if self.poll_briefly() {
+            if let Some(len) = self.take_small(prefix, rest) {
+                return Ok(Some(len));
+            }
+        }
+        self.recv_slow(prefix, rest, wait, true)
     }
 
     /// [`recv_split`](Self::recv_split) for everything but a short message
@@ -664,5 +692,40 @@ impl RecvView<'_> {
 impl Drop for RecvView<'_> {
     fn drop(&mut self) {
         self.rx.advance(ring::frame_size(self.len as u64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ChannelOptions;
+    use crate::error::Cause;
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    thread_local! {
+        /// Polls this thread's receives made ([`Receiver::poll_briefly`](super::Receiver::poll_briefly)).
+        pub(super) static POLLS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Polls made by three receives on the empty ring of a fresh pair whose
+    /// ends spin for `spin`; each must time out.
+    fn polls_of_three_timed_out_receives(spin: Duration) -> u64 {
+        let (_tx, mut rx) = ChannelOptions::new().spin(spin).capacity(4096).pair().unwrap();
+        let before = POLLS.with(Cell::get);
+        let mut buf = [0u8; 64];
+        for _ in 0..3 {
+            let err = rx.recv_timeout(&mut buf, Duration::from_millis(2)).unwrap_err();
+            assert!(matches!(err.cause(), Cause::TimedOut), "{err}");
+        }
+        POLLS.with(Cell::get) - before
+    }
+
+    /// A receiver set not to spin sleeps at once: it never polls (the first
+    /// version of the poll did, and `chan-sleep` stopped sleeping). One
+    /// that spins polls once per wait.
+    #[test]
+    fn only_a_receiver_that_spins_polls_before_it_waits() {
+        assert_eq!(polls_of_three_timed_out_receives(Duration::ZERO), 0);
+        assert_eq!(polls_of_three_timed_out_receives(Duration::from_micros(50)), 3);
     }
 }

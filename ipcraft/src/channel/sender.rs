@@ -241,7 +241,7 @@ impl Sender {
 
     /// Makes room for a frame of `len` bytes at `self.tail`: at once when
     /// the ring has room by this side's last look (the common case, kept
-    /// small enough to inline), otherwise through [`make_room_slow`].
+    /// small enough to inline), otherwise through [`make_room_slow`](Self::make_room_slow).
     #[inline(always)]
     fn make_room(&mut self, len: usize, wait: Wait) -> Result<()> {
         if self.fits_now(len) {
@@ -250,7 +250,7 @@ impl Sender {
         self.make_room_slow(len, wait)
     }
 
-    /// [`make_room`] when the frame does not fit by the last look: checks,
+    /// [`make_room`](Self::make_room) when the frame does not fit by the last look: checks,
     /// padding, waiting.
     #[inline(never)]
     fn make_room_slow(&mut self, len: usize, wait: Wait) -> Result<()> {
