@@ -703,7 +703,7 @@ mod tests {
     use std::time::Duration;
 
     thread_local! {
-        /// Polls this thread's receives made ([`Receiver::poll_briefly`](super::Receiver::poll_briefly)).
+        /// Polls made by this thread's receives ([`Receiver::poll_briefly`](super::Receiver::poll_briefly)).
         pub(super) static POLLS: Cell<u64> = const { Cell::new(0) };
     }
 
