@@ -304,6 +304,7 @@ unsafe fn copy_from_shared_raw(dst: *mut u8, src: *const u8, len: usize, route: 
 /// # Safety
 ///
 /// `dst..dst + src.len()` must be mapped and writable.
+#[inline(always)]
 pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8]) {
     if src.len() >= OPAQUE_MIN {
         // SAFETY: forwarded: dst is writable for src.len() bytes.

@@ -369,8 +369,8 @@ impl Sender {
     }
 
     /// Copies `prefix` and `msg` into the frame at the current position,
-    /// for which room was made: a short part with the fast paths' copy, a
-    /// long one with the assembly loop.
+    /// for which room was made (on the fast path, where `msg` is known to
+    /// be short, only the short copy is compiled in).
     #[inline(always)]
     fn write_frame<const P: usize>(&mut self, prefix: &[u8; P], msg: &[u8]) {
         let ring = self.mapped.ring;
@@ -383,11 +383,7 @@ impl Sender {
             if P > 0 {
                 copy::copy_to_frame(at, prefix);
             }
-            if msg.len() < copy::OPAQUE_MIN {
-                copy::copy_to_frame(at.add(P), msg);
-            } else {
-                copy::copy_to_shared(at.add(P), msg);
-            }
+            copy::copy_to_shared(at.add(P), msg);
         }
     }
 
