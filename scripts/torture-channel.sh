@@ -15,6 +15,9 @@
 # With the third argument (the `tokio_recv` example, built with
 # `--features tokio`), the receiver is the async one, in a tokio runtime.
 # Exit status 0 when every run passed; the last line sums the runs up.
+# TORTURE_SIDES="receiver" kills only that side (default: "sender receiver").
+# A failing run's input, output and both sides' stderr are kept in a
+# directory whose path the run's message names.
 set -u
 cd "$(dirname "$0")/.."
 runs=${1:-1000}
@@ -22,13 +25,14 @@ bin=${2:-target/release/ipcraft}
 async_recv=${3:-}
 [ -x "$bin" ] || { echo "torture: no $bin (cargo build --release first)" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/ipcraft-torture.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+kept=0
+trap '(( kept )) || rm -rf "$work"' EXIT
 head -c $((3 << 20)) /dev/urandom > "$work/input"
 
 now_ms() { date +%s%3N; }
 hangs=0 nonprefix=0 signals=0 false_ok=0 total=0 slowest=0
 
-for victim in sender receiver; do
+for victim in ${TORTURE_SIDES:-sender receiver}; do
     for i in $(seq 1 "$runs"); do
         total=$((total + 1))
         name="/ipcraft-torture-$$-$victim-$i"
@@ -45,6 +49,10 @@ for victim in sender receiver; do
             start_recv() { "$bin" chan recv "$name" --timeout 0.8 > "$work/out" 2> "$work/recv.err" & rpid=$!; }
         fi
         start_send() { "$bin" chan send "$name" --timeout 0.8 < "$work/in" 2> "$work/send.err" & spid=$!; }
+        # Emptied here, not only by the receiver's redirection: a receiver
+        # killed before its shell opened `out` would leave the previous
+        # run's output there, which may be longer than this run's input.
+        : > "$work/out"; : > "$work/recv.err"; : > "$work/send.err"
         if (( RANDOM % 2 )); then start_recv; start_send; else start_send; start_recv; fi
         # A random moment: up to 40 ms in, biased towards the start.
         delay=$(( RANDOM % 4 == 0 ? 0 : RANDOM % 40 ))
@@ -78,6 +86,13 @@ for victim in sender receiver; do
             false_ok=$((false_ok + 1))
             echo "run $victim/$i: the surviving $([ "$victim" = sender ] && echo receiver || echo sender) exited 0 for a cut stream ($got of $size bytes)" >&2
             cat "$work/recv.err" "$work/send.err" >&2
+        fi
+        if (( hangs + nonprefix + signals + false_ok > kept )); then
+            kept=$((hangs + nonprefix + signals + false_ok))
+            mkdir "$work/$victim-$i"
+            cp "$work/in" "$work/out" "$work/recv.err" "$work/send.err" "$work/$victim-$i/"
+            echo "capacity=$cap size=$size got=$got kill_after_ms=$delay status=$status" > "$work/$victim-$i/run"
+            echo "run $victim/$i: kept in $work/$victim-$i" >&2
         fi
         "$bin" chan rm "$name" 2>/dev/null
     done

@@ -76,6 +76,9 @@ for case in ${CASES:-topic many service}; do
         lines=$(( RANDOM % 20000 + 1 ))
         head -n "$lines" "$work/input" > "$work/in"
         delay="0.0$(printf '%02d' $(( RANDOM % 40 )))"
+        # Outputs emptied before each run (a side killed before its shell
+        # opened its output would leave the previous run's there).
+        : > "$work/s1"; : > "$work/s2"; : > "$work/out"
         case $case in
         topic)
             "$bin" topic create "$name" --capacity 4K --subscribers 2 || exit 1
