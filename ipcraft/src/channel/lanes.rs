@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use super::layout::{ATTACHED, HEADER_SIZE, RECEIVER_LOCK_BYTE, SENDER_LOCK_BYTE};
 use super::object::{own_description, Backing, Endpoint, Mapped, Wait};
 use super::receiver::SenderView;
+use super::ring;
 use super::{Bell, ChannelOptions, ChannelStat, Park, Receiver, Sender, SideState};
 use crate::error::{Cause, Context, Error, Result};
 use crate::name::Name;
@@ -639,11 +640,11 @@ impl MultiReceiver {
             let mut polled_idle = false;
             if spinning {
                 let mut polls = 0;
-                while polls < 256 && !self.lanes.iter().any(Receiver::published) {
+                while polls < ring::TIGHT_POLLS && !self.lanes.iter().any(Receiver::published) {
                     std::hint::spin_loop();
                     polls += 1;
                 }
-                polled_idle = polls == 256;
+                polled_idle = polls == ring::TIGHT_POLLS;
             }
             spins = spins.wrapping_add(1);
             if spinning && !polled_idle && spins % 64 != 0 {

@@ -36,10 +36,6 @@ pub struct Receiver {
     copier: Chooser,
 }
 
-/// Polls of the next stamp a receive makes before the full wait (with
-/// `pause` at ~30 ns here, about 8 µs).
-const TIGHT_POLLS: u32 = 256;
-
 impl Receiver {
     /// Creates the named channel and attaches as its receiver.
     pub fn create(name: impl AsRef<OsStr>, capacity: u64) -> Result<Self> {
@@ -172,24 +168,13 @@ impl Receiver {
         }
     }
 
-    /// Polls the stamp of the next frame up to [`TIGHT_POLLS`] times: a
-    /// message that is already on its way is seen a few cycles after it
-    /// lands, without the bookkeeping of a full wait (the clock, the
-    /// sender's liveness, the sleeping flag). Whether it was published.
+    /// Polls the stamp of the next frame ([`Ring::poll_published`](ring::Ring::poll_published)):
+    /// whether it was published.
     #[inline(always)]
     fn poll_briefly(&self) -> bool {
         #[cfg(test)]
         tests::POLLS.with(|n| n.set(n.get() + 1));
-        let ring = self.mapped.ring;
-        let mut polls = 0;
-        while polls < TIGHT_POLLS {
-            if ring.is_published(self.head) {
-                return true;
-            }
-            std::hint::spin_loop();
-            polls += 1;
-        }
-        false
+        self.mapped.ring.poll_published(self.head)
     }
 
     /// The death of a sender that another took over from since this

@@ -51,6 +51,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) const FRAME_HEADER: u64 = 16;
 /// Frames start on this boundary: one cache line.
 pub(crate) const FRAME_ALIGN: u64 = 64;
+/// Looks at the next stamp a consumer makes before a full wait ([`Ring::poll_published`]):
+/// with `pause` at ~30 ns here, about 8 µs.
+pub(crate) const TIGHT_POLLS: u32 = 256;
 /// Length value of a padding frame.
 pub(crate) const PAD: u32 = u32::MAX;
 /// Length value of the end-of-stream marker.
@@ -247,6 +250,24 @@ impl<M: Memory> Ring<M> {
     #[inline(always)]
     pub(crate) fn is_published(&self, pos: u64) -> bool {
         self.words(self.index(pos)).0.load(Ordering::SeqCst) == self.stamp(pos)
+    }
+
+    /// Polls the stamp at `pos` up to [`TIGHT_POLLS`] times, with a
+    /// `pause` between looks: whether the frame was published. A consumer
+    /// polls so before a full wait: a message already on its way is seen a
+    /// few cycles after it lands, without the bookkeeping of the wait (the
+    /// clock, the peer's liveness, the sleeping flag).
+    #[inline(always)]
+    pub(crate) fn poll_published(&self, pos: u64) -> bool {
+        let mut polls = 0;
+        while polls < TIGHT_POLLS {
+            if self.is_published(pos) {
+                return true;
+            }
+            std::hint::spin_loop();
+            polls += 1;
+        }
+        false
     }
 
     // ---- producer ----

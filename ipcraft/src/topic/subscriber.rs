@@ -265,27 +265,30 @@ impl Subscriber {
                 }
             }
         }
-        self.next_frame_slow(wait)
+        self.next_frame_slow(wait, false)
     }
 
+    /// [`next_frame`](Self::next_frame) when no frame is ready: padding,
+    /// end markers, being overtaken, waiting.
+    ///
+    /// `polled`: the caller polled the next stamp already, so the first
+    /// look does not poll again.
     #[inline(never)]
-    fn next_frame_slow(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+    fn next_frame_slow(&mut self, wait: Wait, polled: bool) -> Result<Option<(u64, u64)>> {
         if self.ended {
             return Ok(None);
         }
         let ring = self.t.ring;
         let mut waiter = Waiter::polling(self.spin, wait.deadline());
+        let mut skip_poll = polled;
         loop {
             // A tight poll first, as in the channel's receiver: a message
             // on its way is seen a few cycles after it lands, without
             // touching the publisher's lines.
-            if !matches!(wait, Wait::No) && !waiter.is_sleeping() {
-                let mut polls = 0;
-                while polls < 256 && !ring.is_published(self.head) {
-                    std::hint::spin_loop();
-                    polls += 1;
-                }
+            if !skip_poll && !matches!(wait, Wait::No) && !waiter.is_sleeping() {
+                ring.poll_published(self.head);
             }
+            skip_poll = false;
             self.t.check_intact(OP)?;
             let h = self.t.header();
             let oldest = h.oldest.0.load(Ordering::Acquire);
@@ -376,9 +379,85 @@ impl Subscriber {
         }
     }
 
+    /// Inlined into each public receive (`wait` a constant): a short
+    /// message that is there is taken by [`take_small`](Self::take_small);
+    /// on an empty ring a subscriber that may spin polls
+    /// ([`recv_polling`](Self::recv_polling)); the rest is
+    /// [`recv_slow`](Self::recv_slow).
+    #[inline(always)]
     fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<usize>> {
+        if !self.ended {
+            if let Some(n) = self.take_small(buf) {
+                return Ok(Some(n));
+            }
+            // (A subscriber set not to spin sleeps at once.)
+            if !matches!(wait, Wait::No) && !self.spin.is_zero() {
+                return self.recv_polling(buf, wait);
+            }
+        }
+        self.recv_slow(buf, wait, false)
+    }
+
+    /// Takes the next message if it is short, there, the one expected (or
+    /// the first), and fits in `buf`; `None` leaves everything else —
+    /// lag, corruption, a frame overwritten meanwhile, a message too long
+    /// for `buf` — to [`recv_slow`](Self::recv_slow), which looks again.
+    #[inline(always)]
+    fn take_small(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let ring = self.t.ring;
+        // A short message's frame takes two lines (header and sequence
+        // number first): ask for the second with the first.
+        ring.prefetch_after(self.head);
+        let (at, len) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
+        let n = len.checked_sub(SEQ)? as usize;
+        if n > buf.len() {
+            return None;
+        }
+        let seq = ring.word_at(at).load(Ordering::Acquire);
+        if self.expected.is_some_and(|exp| exp != seq) {
+            return None;
+        }
+        // SAFETY: peek_small checked that the frame's `len` bytes at ring
+        // index `at` lie in the ring; `buf` holds `n` of them.
+        unsafe { copy::copy_from_frame(buf.as_mut_ptr(), ring.at(at + SEQ), n) };
+        // The sequence number and the copy were read before `oldest` is:
+        // if the publisher had begun to write over the frame, it had moved
+        // `oldest` past it first (see `Publisher::reclaim`).
+        fence(Ordering::Acquire);
+        if self.overtaken() {
+            return None;
+        }
+        self.expected = Some(seq.wrapping_add(1));
+        self.advance(ring::frame_size(len));
+        Some(n)
+    }
+
+    /// [`recv_with`](Self::recv_with) on an empty ring: polls the next
+    /// stamp and takes a short message that lands by the fast path; out of
+    /// line, so the fast path stays small.
+    #[inline(never)]
+    fn recv_polling(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<usize>> {
+        if self.t.ring.poll_published(self.head) {
+            if let Some(n) = self.take_small(buf) {
+                return Ok(Some(n));
+            }
+        }
+        self.recv_slow(buf, wait, true)
+    }
+
+    /// [`recv_with`](Self::recv_with) for everything but a short message
+    /// that is there: waiting, long messages, lag, padding, end markers,
+    /// errors. `polled` as for [`next_frame_slow`](Self::next_frame_slow).
+    #[inline(never)]
+    fn recv_slow(&mut self, buf: &mut [u8], wait: Wait, mut polled: bool) -> Result<Option<usize>> {
         loop {
-            let Some((at, len)) = self.next_frame(wait)? else {
+            let frame = if polled {
+                polled = false;
+                self.next_frame_slow(wait, true)?
+            } else {
+                self.next_frame(wait)?
+            };
+            let Some((at, len)) = frame else {
                 return Ok(None);
             };
             let Some(seq) = self.accept(at)? else { continue };
