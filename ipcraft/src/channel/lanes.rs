@@ -597,7 +597,11 @@ impl MultiReceiver {
             self.armed = false;
             self.take_rings()?;
         }
-        let started = Instant::now();
+        // The clock (tens of ns a read in some VMs) is read only once a
+        // message has not come at once, never on the way to one that is
+        // there: the spin counts from that first read, one tight poll
+        // (~8 µs) or 64 passes after the call began.
+        let mut started = None;
         let (mut spins, mut spinning) = (0u32, !self.spin.is_zero());
         loop {
             if let Some(found) = self.poll_lanes(take)? {
@@ -622,8 +626,9 @@ impl MultiReceiver {
             }
             if let Wait::No = wait {
                 // An event loop learns of a sender's death only here.
-                if started.duration_since(self.senders_checked) >= CHECK_SENDERS {
-                    self.senders_checked = started;
+                let now = Instant::now();
+                if now.duration_since(self.senders_checked) >= CHECK_SENDERS {
+                    self.senders_checked = now;
                     if let Some(found) = self.check_senders(take)? {
                         return Ok(Some(found));
                     }
@@ -651,6 +656,7 @@ impl MultiReceiver {
                 continue;
             }
             let now = Instant::now();
+            let started = *started.get_or_insert(now);
             let left = wait.deadline().map(|d| d.saturating_duration_since(now));
             if left.is_some_and(|l| l.is_zero()) {
                 return Err(Error::new(RECV_OP, &self.group.label, Cause::TimedOut));
