@@ -169,16 +169,10 @@ pub enum AnyLink {
     },
     /// One sender of a many-sender channel.
     Lane(Sender),
-    /// The calling side of a service.
-    ServiceClient {
-        client: Client,
-        _cleanup: ServiceName,
-    },
-    /// The serving side: the request being answered.
-    ServiceServer {
-        server: Server,
-        request: Option<Request>,
-    },
+    /// The calling side of a service (see [`ServiceClientLink`]).
+    ServiceClient(ServiceClientLink),
+    /// The serving side (see [`ServiceServerLink`]).
+    ServiceServer(ServiceServerLink),
     /// Async ends driven by this side's current-thread runtime (see
     /// `drive`): a waiting side sleeps in the runtime's epoll, woken by
     /// the channel's doorbell.
@@ -456,7 +450,7 @@ impl Prepared {
                         .timeout(Duration::from_secs(10))
                         .connect(&name.0)
                         .map_err(err)?;
-                    AnyLink::ServiceClient { client, _cleanup: name }
+                    AnyLink::ServiceClient(ServiceClientLink { client, _cleanup: name })
                 } else {
                     let mut server = ServiceOptions::new()
                         .clients(1)
@@ -465,7 +459,7 @@ impl Prepared {
                         .map_err(err)?;
                     server.keep();
                     std::mem::forget(name);
-                    AnyLink::ServiceServer { server, request: None }
+                    AnyLink::ServiceServer(ServiceServerLink { server, request: None })
                 }
             }
             #[cfg(feature = "iceoryx2")]
@@ -770,9 +764,56 @@ impl Link for TopicLink {
     }
 }
 
+/// The calling side of a service: requests out, responses straight into
+/// the bench's buffer, as the channels receive.
+pub struct ServiceClientLink {
+    client: Client,
+    _cleanup: ServiceName,
+}
+
+impl Link for ServiceClientLink {
+    #[inline]
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.client.send_request(buf).map_err(err)
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let want = buf.len();
+        whole(self.client.recv_response_into(buf).map(Some), want)
+    }
+}
+
+/// The serving side of a service: a received request is answered by the
+/// next send.
+pub struct ServiceServerLink {
+    server: Server,
+    request: Option<Request>,
+}
+
+impl Link for ServiceServerLink {
+    #[inline]
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        let req = self
+            .request
+            .take()
+            .ok_or_else(|| io::Error::other("a service answers only requests"))?;
+        self.server.reply(&req, buf).map_err(err)
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let want = buf.len();
+        let (req, n) = self.server.recv_into(buf).map_err(err)?;
+        self.request = Some(req);
+        whole(Ok(Some(n)), want)
+    }
+}
+
 /// Evaluates `$body` with `$l` bound to the link as its own type where it
 /// has one (the shared-memory transports that spin: [`ChanLink`],
-/// [`TopicLink`], iceoryx2's link), so that the generic measurement in
+/// [`TopicLink`], the service's two sides, iceoryx2's link), so that the
+/// generic measurement in
 /// `$body` is compiled for it and calls the transport directly on every
 /// message, as an application would; else to the [`AnyLink`] itself, whose
 /// dispatch costs nothing beside a system call. (Through the enum, the
@@ -783,6 +824,8 @@ macro_rules! with_link {
         match $link {
             $crate::transports::AnyLink::Chan($l) => $body,
             $crate::transports::AnyLink::Topic($l) => $body,
+            $crate::transports::AnyLink::ServiceClient($l) => $body,
+            $crate::transports::AnyLink::ServiceServer($l) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2($l) => $body,
             $l => $body,
@@ -820,13 +863,8 @@ impl Link for AnyLink {
             AnyLink::Topic(link) => link.send(buf),
             AnyLink::Lane(tx) => tx.send(buf).map_err(err),
             AnyLink::Lanes { .. } => Err(io::Error::other("a many-sender channel's receiver cannot send")),
-            AnyLink::ServiceClient { client, .. } => client.send_request(buf).map_err(err),
-            AnyLink::ServiceServer { server, request, .. } => {
-                let req = request
-                    .take()
-                    .ok_or_else(|| io::Error::other("a service answers only requests"))?;
-                server.reply(&req, buf).map_err(err)
-            }
+            AnyLink::ServiceClient(link) => link.send(buf),
+            AnyLink::ServiceServer(link) => link.send(buf),
             #[cfg(feature = "ipc-channel")]
             AnyLink::IpcChannel(tx, _) => tx.send(buf),
             #[cfg(feature = "iceoryx2")]
@@ -899,17 +937,8 @@ impl Link for AnyLink {
             AnyLink::Topic(link) => link.recv(buf),
             AnyLink::Lanes { .. } => self.recv_from(buf).map(drop),
             AnyLink::Lane(_) => Err(io::Error::other("a sender of a many-sender channel cannot receive")),
-            // Straight into the bench's buffer, as the channels receive.
-            AnyLink::ServiceClient { client, .. } => {
-                let want = buf.len();
-                whole(client.recv_response_into(buf).map(Some), want)
-            }
-            AnyLink::ServiceServer { server, request } => {
-                let want = buf.len();
-                let (req, n) = server.recv_into(buf).map_err(err)?;
-                *request = Some(req);
-                whole(Ok(Some(n)), want)
-            }
+            AnyLink::ServiceClient(link) => link.recv(buf),
+            AnyLink::ServiceServer(link) => link.recv(buf),
             #[cfg(feature = "ipc-channel")]
             AnyLink::IpcChannel(_, rx) => {
                 let got = rx.recv().map_err(|e| io::Error::other(format!("ipc-channel: {e:?}")))?;
