@@ -405,9 +405,6 @@ impl Subscriber {
     #[inline(always)]
     fn take_small(&mut self, buf: &mut [u8]) -> Option<usize> {
         let ring = self.t.ring;
-        // A short message's frame takes two lines (header and sequence
-        // number first): ask for the second with the first.
-        ring.prefetch_after(self.head);
         let (at, len) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
         let n = len.checked_sub(SEQ)? as usize;
         if n > buf.len() {
