@@ -14,7 +14,31 @@ use ipcraft::channel::{ChannelOptions, MultiReceiver, Sender, SideState};
 use ipcraft::Cause;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-roles!(role_sender, role_asked);
+roles!(role_sender, role_asked, role_filler);
+
+/// `NAME TAG COUNT`: once every lane has its sender, sends COUNT messages
+/// `TAG, i (u32 LE)` and closes, without waiting for the receiver.
+fn role_filler(args: Vec<String>) {
+    let tag: u8 = args[1].parse().unwrap();
+    let count: u32 = args[2].parse().unwrap();
+    let mut tx = Sender::open(&args[0]).unwrap();
+    // (A sender that closed before another came would leave it its lane.)
+    let deadline = Instant::now() + TIMEOUT;
+    while ipcraft::channel::stat_lanes(&args[0])
+        .unwrap()
+        .iter()
+        .any(|lane| lane.sender == SideState::Absent)
+    {
+        assert!(Instant::now() < deadline, "the other senders never came");
+        std::thread::yield_now();
+    }
+    for i in 0..count {
+        let mut msg = [tag; 5];
+        msg[1..].copy_from_slice(&i.to_le_bytes());
+        tx.send(&msg).unwrap();
+    }
+    tx.close().unwrap();
+}
 
 /// `NAME COUNT TAG`: sends COUNT messages `TAG, i (u32 LE)`, then closes;
 /// sender 2 sends its last message only once sender 1 has closed and the
@@ -173,4 +197,61 @@ fn an_event_loop_is_woken_through_the_descriptor_and_learns_of_a_death() {
     }
     assert_eq!(rung, COUNT, "every message came through a wait on the descriptor");
     assert!(!wait(&mut child).success());
+}
+
+#[test]
+fn full_lanes_are_taken_one_message_each_in_turn() {
+    // Three senders fill their lanes and close before the receiver takes
+    // anything: then every receive finds a message in each lane, and the
+    // lanes must come in turn (none starves another), each in its order.
+    const SENDERS: u8 = 3;
+    const COUNT: u32 = 200;
+    let name = ShmName::new("many-turns");
+    ChannelOptions::new()
+        .senders(u32::from(SENDERS))
+        .capacity(64 << 10)
+        .create(&name.0)
+        .unwrap();
+    let mut rx = MultiReceiver::open(&name.0).unwrap();
+    let mut children: Vec<_> = (0..SENDERS)
+        .map(|tag| {
+            role("role_filler", &[name.0.as_str(), &tag.to_string(), &COUNT.to_string()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Each exits once its messages and its end marker are in its lane.
+    for child in &mut children {
+        assert!(wait(child).success());
+    }
+    let mut buf = [0u8; 16];
+    let mut next = [0u32; SENDERS as usize];
+    let mut last_lane = None;
+    let mut lane_of = std::collections::HashMap::new();
+    for k in 0..u32::from(SENDERS) * COUNT {
+        let (lane, len) = rx.recv_from_timeout(&mut buf, TIMEOUT).unwrap().expect("an early end");
+        assert_eq!(len, 5, "receive {k}");
+        let tag = buf[0] as usize;
+        // (A sender takes the first free lane: its lane is fixed, not its tag.)
+        let lane_of_tag = *lane_of.entry(tag).or_insert(lane);
+        assert_eq!(
+            lane, lane_of_tag,
+            "receive {k}: sender {tag} through lane {lane}, then {lane_of_tag}"
+        );
+        if let Some(last) = last_lane {
+            assert_eq!(
+                lane,
+                (last + 1) % SENDERS as usize,
+                "receive {k}: lane {lane} after lane {last}"
+            );
+        }
+        last_lane = Some(lane);
+        assert_eq!(
+            &buf[1..5],
+            &next[tag].to_le_bytes(),
+            "receive {k}: sender {tag} out of order"
+        );
+        next[tag] += 1;
+    }
+    assert_eq!(rx.recv_from_timeout(&mut buf, TIMEOUT).unwrap(), None);
 }
