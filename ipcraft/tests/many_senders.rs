@@ -16,15 +16,17 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 roles!(role_sender, role_asked, role_filler);
 
-/// `NAME TAG COUNT`: once every lane has its sender, sends COUNT messages
-/// `TAG, i (u32 LE)` and closes, without waiting for the receiver.
-fn role_filler(args: Vec<String>) {
-    let tag: u8 = args[1].parse().unwrap();
-    let count: u32 = args[2].parse().unwrap();
-    let mut tx = Sender::open(&args[0]).unwrap();
-    // (A sender that closed before another came would leave it its lane.)
-    let deadline = Instant::now() + TIMEOUT;
-    while ipcraft::channel::stat_lanes(&args[0])
+/// Message `i` of the sender tagged `tag`: the tag, then `i` (u32 LE).
+fn tagged(tag: u8, i: u32) -> [u8; 5] {
+    let mut msg = [tag; 5];
+    msg[1..].copy_from_slice(&i.to_le_bytes());
+    msg
+}
+
+/// Waits (until `deadline`) for every lane of channel `name` to have had
+/// its sender, so that none closes before the others attach.
+fn until_every_sender_came(name: &str, deadline: Instant) {
+    while ipcraft::channel::stat_lanes(name)
         .unwrap()
         .iter()
         .any(|lane| lane.sender == SideState::Absent)
@@ -32,10 +34,18 @@ fn role_filler(args: Vec<String>) {
         assert!(Instant::now() < deadline, "the other senders never came");
         std::thread::yield_now();
     }
+}
+
+/// `NAME TAG COUNT`: once every lane has its sender, sends COUNT messages
+/// `TAG, i (u32 LE)` and closes, without waiting for the receiver.
+fn role_filler(args: Vec<String>) {
+    let tag: u8 = args[1].parse().unwrap();
+    let count: u32 = args[2].parse().unwrap();
+    let mut tx = Sender::open(&args[0]).unwrap();
+    // (A sender that closed before another came would leave it its lane.)
+    until_every_sender_came(&args[0], Instant::now() + TIMEOUT);
     for i in 0..count {
-        let mut msg = [tag; 5];
-        msg[1..].copy_from_slice(&i.to_le_bytes());
-        tx.send(&msg).unwrap();
+        tx.send(&tagged(tag, i)).unwrap();
     }
     tx.close().unwrap();
 }
@@ -49,20 +59,9 @@ fn role_sender(args: Vec<String>) {
     let mut tx = Sender::open(&args[0]).unwrap();
     // Both senders attached before either sends: a stream ends once every
     // sender that attached has closed, and this test wants two.
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while ipcraft::channel::stat_lanes(&args[0])
-        .unwrap()
-        .iter()
-        .any(|lane| lane.sender == SideState::Absent)
-    {
-        assert!(std::time::Instant::now() < deadline, "the other sender never came");
-        std::thread::yield_now();
-    }
-    let send = |tx: &mut Sender, i: u32| {
-        let mut msg = [tag; 5];
-        msg[1..].copy_from_slice(&i.to_le_bytes());
-        tx.send(&msg).unwrap();
-    };
+    let deadline = Instant::now() + TIMEOUT;
+    until_every_sender_came(&args[0], deadline);
+    let send = |tx: &mut Sender, i: u32| tx.send(&tagged(tag, i)).unwrap();
     for i in 0..count - 1 {
         send(&mut tx, i);
     }
@@ -74,7 +73,7 @@ fn role_sender(args: Vec<String>) {
             .iter()
             .any(|lane| matches!(lane.sender, SideState::Alive(pid) if pid != std::process::id()))
         {
-            assert!(std::time::Instant::now() < deadline, "the other sender never closed");
+            assert!(Instant::now() < deadline, "the other sender never closed");
             std::thread::yield_now();
         }
         tx.flush_timeout(TIMEOUT).unwrap();
