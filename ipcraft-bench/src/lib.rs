@@ -30,7 +30,8 @@ use report::{Machine, Method, Report, Row, Skipped};
 /// byte-for-byte comparison on every 64th message; warm-up is excluded.
 /// Ping-pong reports the round trip (one-way is half); stream, one-way
 /// throughput. The hardware floor is measured in the same run (one cache
-/// line's round trip between the two CPUs, one core's copy bandwidth) and
+/// line's round trip between the two CPUs, one core's copy bandwidth, a
+/// bare ring's stream between them) and
 /// every result shows how many times the floor it is. A transport that
 /// fails is listed under skipped with its reason, the run goes on, and the
 /// exit status is 1. Without a terminal, progress goes to stderr as one line

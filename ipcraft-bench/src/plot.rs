@@ -179,13 +179,13 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Erro
             .map(|f| ("floor: one cache line", vec![(0.0, f.cacheline_rtt_ns as f64)])),
     };
     panel(&top, &latency, &sizes, &order)?;
-    let copy_floor: Vec<(f64, f64)> = report
+    let ring_floor: Vec<(f64, f64)> = report
         .floor
         .as_ref()
         .map(|f| {
             sizes
                 .iter()
-                .filter_map(|&s| f.copy(s).map(|c| (s as f64, c.cache_resident)))
+                .filter_map(|&s| f.bare_ring(s).map(|r| (s as f64, r)))
                 .collect()
         })
         .unwrap_or_default();
@@ -194,7 +194,7 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Erro
         y_desc: "bytes per second",
         label: report::rate,
         lines: series(&report.results, "stream", |r| r.bytes_per_sec),
-        floor: (!copy_floor.is_empty()).then_some(("floor: one core's copy", copy_floor)),
+        floor: (!ring_floor.is_empty()).then_some(("floor: a bare ring", ring_floor)),
     };
     panel(&bottom, &throughput, &sizes, &order)?;
     root.present()?;

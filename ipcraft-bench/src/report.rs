@@ -49,11 +49,13 @@ impl Method {
                      publishes and the time runs until both have checked everything; with two senders \
                      it counts the messages of both)",
             floor: "measured in the same run: one cache line's round trip between the two CPUs (both \
-                    processes spinning), and one core copying messages of each size (cache-resident and \
-                    from memory)",
+                    processes spinning), one core copying messages of each size (cache-resident and \
+                    from memory), and a bare ring: two processes on the two CPUs streaming messages of \
+                    each size through shared memory, one copying each in, the other copying it out, \
+                    nothing else",
             ratio_to_floor: "how many times the floor (1 = the hardware floor, lower is better): round-trip \
                              median / (cache-line round trip + the message copied twice at one core's \
-                             cache-resident bandwidth); stream: that bandwidth / throughput",
+                             cache-resident bandwidth); stream: the bare ring's throughput / throughput",
         }
     }
 }
@@ -95,7 +97,7 @@ impl Row {
     pub fn rate(&mut self, floor: &Floor) {
         self.ratio_to_floor = match (self.median_ns, self.bytes_per_sec) {
             (Some(m), _) => floor.round_trip_ns(self.size).map(|f| m as f64 / f),
-            (_, Some(b)) if b > 0.0 => floor.copy(self.size).map(|c| c.cache_resident / b),
+            (_, Some(b)) if b > 0.0 => floor.bare_ring(self.size).map(|r| r / b),
             _ => None,
         };
     }
@@ -277,8 +279,13 @@ pub fn verdicts(rows: &[Row], floor: Option<&Floor>) -> Vec<String> {
                     rate(n)
                 );
             }
-            if let Some(c) = floor.and_then(|f| f.copy(s)) {
-                line += &format!("; one core copies {} from cache", rate(c.cache_resident));
+            if let Some(f) = floor {
+                if let Some(r) = f.bare_ring(s) {
+                    line += &format!("; {} a bare ring between the two CPUs ({})", times(b, r), rate(r));
+                }
+                if let Some(c) = f.copy(s) {
+                    line += &format!("; one core copies {} from cache", rate(c.cache_resident));
+                }
             }
             out.push(line + ".");
         }

@@ -125,6 +125,10 @@ fn quick_json_has_every_transport_and_pattern_and_draws_a_plot() {
         let copy = &floor["memcpy_bytes_per_sec"][size];
         assert!(copy["cache_resident"].as_f64().unwrap() > 0.0, "{floor}");
         assert!(copy["memory"].as_f64().unwrap() > 0.0, "{floor}");
+        assert!(
+            floor["bare_ring_bytes_per_sec"][size].as_f64().unwrap() > 0.0,
+            "{floor}"
+        );
     }
     for row in results {
         let ratio = row["ratio_to_floor"]
@@ -145,7 +149,7 @@ fn quick_json_has_every_transport_and_pattern_and_draws_a_plot() {
     for t in ALL {
         assert!(svg.lines().any(|l| l.trim() == t), "legend lacks {t}");
     }
-    for label in ["64 B", "64 KiB", "floor: one cache line", "floor: one core&apos;s copy"] {
+    for label in ["64 B", "64 KiB", "floor: one cache line", "floor: a bare ring"] {
         assert!(svg.contains(label), "the plot lacks {label:?}");
     }
 }
