@@ -34,7 +34,10 @@ for k in ("processes", "payload", "pingpong", "stream", "floor", "ratio_to_floor
     print(f"- **{k.replace('_', ' ')}**: {d['method'][k]}")
 f = d.get("floor")
 if f:
-    print(f"\nFloor in this run: one cache line's round trip {ns(f['cacheline_rtt_ns'])}.\n")
+    ring = f.get("bare_ring_bytes_per_sec", {})
+    streams = ", ".join(f"{size(int(k))} {rate(v)}" for k, v in sorted(ring.items(), key=lambda kv: int(kv[0])))
+    print(f"\nFloor in this run: one cache line's round trip {ns(f['cacheline_rtt_ns'])}"
+          + (f"; a bare ring's stream between the two CPUs: {streams}" if streams else "") + ".\n")
 print("## Verdicts\n")
 for v in d["verdicts"]:
     print(f"- {v}")

@@ -135,6 +135,13 @@ fn quick_json_has_every_transport_and_pattern_and_draws_a_plot() {
             .as_f64()
             .unwrap_or_else(|| panic!("no ratio_to_floor: {row}"));
         assert!(ratio > 0.0, "{row}");
+        if row["pattern"] == "stream" {
+            // A stream is rated against the bare ring of its size.
+            let size = row["size"].as_u64().unwrap().to_string();
+            let ring = floor["bare_ring_bytes_per_sec"][&size].as_f64().unwrap();
+            let expect = ring / row["bytes_per_sec"].as_f64().unwrap();
+            assert!((ratio - expect).abs() <= 1e-9 * expect, "{row} against {ring}");
+        }
         if row["pattern"] == "pingpong" {
             assert_eq!(
                 row["one_way_ns"].as_u64().unwrap(),
