@@ -10,10 +10,12 @@
 //!   (memory-bound).
 //! - **A bare ring**: two processes on the two CPUs streaming messages of
 //!   each size one way through a ring in shared memory, one copying each
-//!   message in, the other copying it out, with nothing else (no framing,
-//!   no checks, each side reads the other's index only when the one it
-//!   has runs out). A stream that copies its messages in and out — every
-//!   copying transport's — moves at most this much: on a host where the
+//!   message into a slot and stamping it, the other polling the stamp and
+//!   copying the message out, with nothing else (no framing beyond the
+//!   stamp, no checks; the reader says how far it has read every 64
+//!   messages, and the writer looks only when the ring is full as far as
+//!   it knows). A stream that copies its messages in and out — every
+//!   copying transport's — moves at most about this much: on a host where
 //!   lines cross between the CPUs slowly it is well under one core's copy.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,9 +138,9 @@ struct Line(AtomicU64);
 
 fn lines(map: &Mmap) -> (&AtomicU64, &AtomicU64) {
     // SAFETY: the mapping is at least 4 KiB, page aligned, shared and
-    // zeroed; bytes 0 and 128 start two 128-aligned AtomicU64s inside it, which both
-    // processes only access atomically, and the mapping outlives the
-    // references (they live in this function's caller).
+    // zeroed; bytes 0 and 128 start two 128-aligned AtomicU64s inside it,
+    // which both processes only access atomically, and the mapping
+    // outlives the references (they live in this function's caller).
     unsafe {
         let base = map.as_ptr() as *const Line;
         (&(*base).0, &(*base.add(1)).0)
