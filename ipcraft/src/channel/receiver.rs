@@ -450,12 +450,12 @@ impl Receiver {
         let (frame, len) = (ring.at(at), len as usize);
         // SAFETY: peek_small checked that the frame's `len` bytes at ring
         // index `at` lie in the ring: the prefix, then the rest.
-        if len < P || !unsafe { rest.fill_small(frame.add(P), len - P) } {
+        if len < P || !unsafe { rest.fill_small(frame.add(P), len - P, ring.small()) } {
             return None;
         }
         if P > 0 {
             // SAFETY: as above; `prefix` holds P bytes.
-            unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P) };
+            unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P, ring.small()) };
         }
         self.advance(ring::frame_size(len as u64));
         Some(len)

@@ -44,6 +44,7 @@
 //! access, so a hostile peer can make the data wrong but cannot make this
 //! process read or write outside the ring.
 
+use super::copy::Small;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -153,6 +154,8 @@ pub(crate) struct Ring<M = Raw> {
     mem: M,
     capacity: u64,
     key: u64,
+    /// How short messages are copied in and out.
+    small: Small,
 }
 
 impl Ring<Raw> {
@@ -213,11 +216,22 @@ impl<M: Memory> Ring<M> {
     /// A ring over `mem`; `capacity` must be a power of two of at least 256.
     pub(crate) fn with_memory(mem: M, capacity: u64, key: u64) -> Self {
         debug_assert!(capacity.is_power_of_two() && capacity >= 4 * FRAME_ALIGN);
-        Self { mem, capacity, key }
+        Self {
+            mem,
+            capacity,
+            key,
+            small: Small::here(),
+        }
     }
 
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// How short messages are copied in and out of this ring.
+    #[inline(always)]
+    pub(crate) fn small(&self) -> Small {
+        self.small
     }
 
     /// The largest payload one frame can carry: the largest frame that
@@ -502,7 +516,7 @@ mod tests {
                     Room::Fits => {
                         let at = self.ring.payload_index(self.tail);
                         // SAFETY: room() said the frame fits at `at`.
-                        unsafe { copy_to_shared(self.ring.at(at), msg) };
+                        unsafe { copy_to_shared(self.ring.at(at), msg, Small::here()) };
                         self.tail = self.ring.publish(self.tail, msg.len() as u64);
                         return true;
                     }

@@ -381,9 +381,9 @@ impl Sender {
         // 8-byte request id).
         unsafe {
             if P > 0 {
-                copy::copy_to_frame(at, prefix);
+                copy::copy_to_frame(at, prefix, ring.small());
             }
-            copy::copy_to_shared(at.add(P), msg);
+            copy::copy_to_shared(at.add(P), msg, ring.small());
         }
     }
 

@@ -425,7 +425,7 @@ impl Publisher {
         self.write_seq();
         let ring = self.t.ring;
         // SAFETY: make_room guaranteed the frame's bytes are free ring space.
-        unsafe { copy::copy_to_shared(ring.at(ring.payload_index(self.tail) + SEQ), msg) };
+        unsafe { copy::copy_to_shared(ring.at(ring.payload_index(self.tail) + SEQ), msg, ring.small()) };
         self.publish(msg.len() as u64 + SEQ);
         Ok(())
     }

@@ -416,7 +416,7 @@ impl Subscriber {
         }
         // SAFETY: peek_small checked that the frame's `len` bytes at ring
         // index `at` lie in the ring; `buf` holds `n` of them.
-        unsafe { copy::copy_from_frame(buf.as_mut_ptr(), ring.at(at + SEQ), n) };
+        unsafe { copy::copy_from_frame(buf.as_mut_ptr(), ring.at(at + SEQ), n, ring.small()) };
         // The sequence number and the copy were read before `oldest` is:
         // if the publisher had begun to write over the frame, it had moved
         // `oldest` past it first (see `Publisher::reclaim`).
