@@ -507,8 +507,11 @@ unsafe fn small_copy_as(dst: *mut u8, src: *const u8, len: usize, from_shared: b
 /// Measured by a program that alternates, in the same two processes and
 /// block by block, the channel with either copy (so both meet the host in
 /// the same state): on an Intel Xeon host (2026-11-26) 16-byte moves
-/// streamed 64-byte messages at 101–109 M/s against 65–89 with words, round
-/// trips alike; on the AMD EPYC hosts before, 16-byte moves lowered the
+/// streamed 64-byte messages at 75–109 M/s against 64–95 with words, round
+/// trips alike, and in the host's second-long fast period (a line crossing
+/// in ~20 ns) took 64-byte round trips from 73–87 to 61–75 ns and streams
+/// from 31–67 to 64–80 M/s (ARCHITECTURE.md has the figures); on the AMD
+/// EPYC hosts before, 16-byte moves lowered the
 /// 64-byte stream where the two CPUs share a cache (54 → 34–46 M/s in the
 /// bench), so there the word loop stays.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
