@@ -34,6 +34,9 @@ pub struct Receiver {
     takeovers: u32,
     /// How large messages are copied out of the ring.
     copier: Chooser,
+    /// The last frame this receiver moved past was one line long (see
+    /// [`prefetch_next`](Self::prefetch_next)).
+    one_line: bool,
 }
 
 impl Receiver {
@@ -69,7 +72,7 @@ impl Receiver {
     fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
         if self.att.is_attached() && !self.ended {
             let ring = self.mapped.ring;
-            ring.prefetch_after(self.head);
+            self.prefetch_next();
             if let Ok(Peek::Frame { at, len }) = ring.peek(self.head) {
                 return Ok(Some((at, len)));
             }
@@ -91,7 +94,7 @@ impl Receiver {
         let mut tight_poll = !polled;
         let mut waiter = Waiter::new(self.att.spin, wait.deadline());
         loop {
-            ring.prefetch_after(self.head);
+            self.prefetch_next();
             let observed = match ring.peek(self.head).map_err(|c| self.mapped.corrupted(RECV_OP, c))? {
                 Peek::Frame { at, len } => return Ok(Some((at, len))),
                 Peek::Pad(skip) => {
@@ -228,9 +231,26 @@ impl Receiver {
         Err(Error::new(RECV_OP, &mapped.label, cause))
     }
 
+    /// Asks for the line after the next frame's first, so that a frame of
+    /// two lines arrives in one round of coherence traffic instead of two —
+    /// unless the last frame was one line: then the next likely is too, and
+    /// the line after it is the frame after, which the sender may be about
+    /// to write; fetching it costs the sender that line back. (Measured on
+    /// the Intel host, channels with and without it alternated in the same
+    /// processes: 48-byte streams 5–35 % faster in 10 of 12 blocks, 48-byte
+    /// round trips 61–63 against 65–72 ns where a line crosses in ~20 ns,
+    /// alike elsewhere.)
+    #[inline(always)]
+    fn prefetch_next(&self) {
+        if !self.one_line {
+            self.mapped.ring.prefetch_after(self.head);
+        }
+    }
+
     /// Moves past `bytes` and tells a sender waiting for room.
     fn advance(&mut self, bytes: u64) {
         self.head = self.head.wrapping_add(bytes);
+        self.one_line = bytes == ring::FRAME_ALIGN;
         let h = self.mapped.header();
         h.head.0.store(self.head, Ordering::Release);
         wait::light_fence(self.att.light);
@@ -382,7 +402,7 @@ impl Receiver {
         }
         // As the receiver's own wait does: ask for the frame's second line
         // too, so it arrives with the first instead of after it.
-        self.mapped.ring.prefetch_after(self.head);
+        self.prefetch_next();
         self.mapped.ring.is_published(self.head)
     }
 
@@ -445,7 +465,7 @@ impl Receiver {
         rest: &mut D,
     ) -> Option<usize> {
         let ring = self.mapped.ring;
-        ring.prefetch_after(self.head);
+        self.prefetch_next();
         let (at, len) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
         let (frame, len) = (ring.at(at), len as usize);
         // SAFETY: peek_small checked that the frame's `len` bytes at ring
@@ -531,6 +551,7 @@ impl Endpoint for Receiver {
     fn unattached(mapped: Mapped, spin: Duration) -> Self {
         Self {
             copier: Chooser::new(mapped.ring.capacity()),
+            one_line: false,
             mapped,
             head: 0,
             att: Attachment::new(End::Receiver, spin),
