@@ -16,11 +16,12 @@
 //! (4 KiB messages alike: 19–20 against 8 GB/s fast, 3.5–3.6 against 6–7.6
 //! slow.) On a CPU that announces fast strings both routes are `rep movsb`
 //! and there is no choice: on an Intel Xeon host (FSRM) the channel's
-//! 64 KiB stream moved 16.0–17.1 GB/s so, against 12.2–13.9 with the
+//! 64 KiB stream moved 16.0–17.1 GB/s that way, against 12.2–13.9 with the
 //! announcement ignored (the sender on the SSE loop, the receiver
 //! choosing), and a C model copying in and out of a ring between the two
-//! CPUs reached the same 15–17 whichever routine it used. The routine the *receiver* reads with decides it; the sender's
-//! own routine changed nothing measurable. Part of the cost lands on the
+//! CPUs reached the same 15–17 whichever routine it used. The routine the
+//! *receiver* reads with decides it; the sender's own routine changed
+//! nothing measurable. Part of the cost lands on the
 //! sender (in a C model of the fast case, a receiver reading with
 //! `rep movsb` made the sender's writes to those lines a lap later twice
 //! as slow), and `prefetchnta` reads behaved like `rep movsb` in both
@@ -71,11 +72,47 @@ pub(crate) enum Small {
 }
 
 impl Small {
-    /// The step for this CPU ([`wide_small_copies`]).
+    /// The step for this CPU: [`Small::Wide`] on Intel CPUs, asked once
+    /// (CPUID's vendor string), [`Small::Words`] elsewhere. Each ring keeps
+    /// the answer: read from this function's static on the fast paths, it
+    /// cost the receive 1–1.5 ns and six saved registers.
+    ///
+    /// Measured by a program that alternates, in the same two processes and
+    /// block by block, the channel with either step (so both meet the host
+    /// in the same state): on an Intel Xeon host (2026-11-26) 16-byte moves
+    /// streamed 64-byte messages at 75–109 M/s against 64–95 with words,
+    /// round trips alike, and in the host's second-long fast period (a line
+    /// crossing in ~20 ns) took 64-byte round trips from 73–87 to 61–75 ns
+    /// and streams from 31–67 to 64–80 M/s (ARCHITECTURE.md has the
+    /// figures); on the AMD EPYC hosts before, 16-byte moves lowered the
+    /// 64-byte stream where the two CPUs share a cache (54 → 34–46 M/s in
+    /// the bench), so there the word loop stays.
+    ///
+    /// Out of line: CPUID's register clobbers stay out of its callers.
+    #[inline(never)]
     pub(crate) fn here() -> Self {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        if wide_small_copies() {
-            return Small::Wide;
+        {
+            use std::sync::atomic::{AtomicU8, Ordering};
+            /// 0: not asked yet; 1: words; 2: 16 bytes.
+            static WIDE: AtomicU8 = AtomicU8::new(0);
+            let wide = match WIDE.load(Ordering::Relaxed) {
+                0 => {
+                    use core::arch::x86_64::__cpuid;
+                    // SAFETY: CPUID exists on every x86-64 CPU and leaf 0
+                    // only reads the vendor string (safe to call since Rust
+                    // 1.87; unsafe before, and this crate builds from 1.85).
+                    #[allow(unused_unsafe)]
+                    let leaf0 = unsafe { __cpuid(0) };
+                    let intel = (leaf0.ebx, leaf0.edx, leaf0.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e);
+                    WIDE.store(if intel { 2 } else { 1 }, Ordering::Relaxed);
+                    intel
+                }
+                w => w == 2,
+            };
+            if wide {
+                return Small::Wide;
+            }
         }
         Small::Words
     }
@@ -367,7 +404,7 @@ pub(crate) unsafe fn copy_from_frame(dst: *mut u8, src: *const u8, len: usize, s
     unsafe { small_copy(dst, src, len, true, small) }
 }
 
-/// Part of [`small_copy_as`]'s assembly: words while 8 or more bytes are
+/// Part of [`small_copy`]'s assembly: words while 8 or more bytes are
 /// left, then bytes — the whole copy with [`Small::Words`], a copy shorter
 /// than 16 bytes with [`Small::Wide`]; ends at label `5`.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
@@ -412,10 +449,9 @@ macro_rules! short_tail {
 /// words.
 ///
 /// The loop moves 16 bytes a step (and the last 16 once more, overlapping,
-/// when the length is not a multiple of 16) with [`Small::Wide`] (where
-/// [`wide_small_copies`] says so), and 8 bytes a step with
-/// [`Small::Words`]; a copy shorter than its step goes word by word, then
-/// byte by byte.
+/// when the length is not a multiple of 16) with [`Small::Wide`] (see
+/// [`Small::here`]), and 8 bytes a step with [`Small::Words`]; a copy
+/// shorter than its step goes word by word, then byte by byte.
 ///
 /// # Safety
 ///
@@ -423,23 +459,11 @@ macro_rules! short_tail {
 /// (`src` when `from_shared`, else `dst`) is ring space, the other private.
 #[inline(always)]
 unsafe fn small_copy(dst: *mut u8, src: *const u8, len: usize, from_shared: bool, small: Small) {
-    // SAFETY: forwarded.
-    unsafe { small_copy_as(dst, src, len, from_shared, small == Small::Wide) }
-}
-
-/// [`small_copy`] with the choice of step made by the caller (`wide`: 16
-/// bytes; the tests take both).
-///
-/// # Safety
-///
-/// As for [`small_copy`].
-#[inline(always)]
-unsafe fn small_copy_as(dst: *mut u8, src: *const u8, len: usize, from_shared: bool, wide: bool) {
     debug_assert!(len < OPAQUE_MIN);
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         let _ = from_shared;
-        if wide {
+        if small == Small::Wide {
             // SAFETY: moves `len` bytes from `src` to `dst` (both valid for
             // that many: the caller): 16 at a time while 16 or more are
             // left, then, if any are left, the last 16 of the `len` (which
@@ -494,48 +518,8 @@ unsafe fn small_copy_as(dst: *mut u8, src: *const u8, len: usize, from_shared: b
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     // SAFETY: forwarded.
     unsafe {
-        let _ = wide;
+        let _ = small;
         atomic_copy(dst, src, len, from_shared)
-    }
-}
-
-/// Whether short copies move 16 bytes a step ([`small_copy`]): on Intel
-/// CPUs, asked once (CPUID's vendor string). Each ring keeps the answer
-/// ([`Small`]): read from this static on the fast paths, it cost the
-/// receive 1–1.5 ns and six saved registers.
-///
-/// Measured by a program that alternates, in the same two processes and
-/// block by block, the channel with either copy (so both meet the host in
-/// the same state): on an Intel Xeon host (2026-11-26) 16-byte moves
-/// streamed 64-byte messages at 75–109 M/s against 64–95 with words, round
-/// trips alike, and in the host's second-long fast period (a line crossing
-/// in ~20 ns) took 64-byte round trips from 73–87 to 61–75 ns and streams
-/// from 31–67 to 64–80 M/s (ARCHITECTURE.md has the figures); on the AMD
-/// EPYC hosts before, 16-byte moves lowered the
-/// 64-byte stream where the two CPUs share a cache (54 → 34–46 M/s in the
-/// bench), so there the word loop stays.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-fn wide_small_copies() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    /// 0: not asked yet; 1: words; 2: 16 bytes.
-    static WIDE: AtomicU8 = AtomicU8::new(0);
-    #[cold]
-    #[inline(never)]
-    fn ask() -> bool {
-        use core::arch::x86_64::__cpuid;
-        // SAFETY: CPUID exists on every x86-64 CPU and leaf 0 only reads
-        // the vendor string (safe to call since Rust 1.87; unsafe before,
-        // and this crate builds from 1.85).
-        #[allow(unused_unsafe)]
-        let leaf0 = unsafe { __cpuid(0) };
-        let intel = (leaf0.ebx, leaf0.edx, leaf0.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e);
-        WIDE.store(if intel { 2 } else { 1 }, Ordering::Relaxed);
-        intel
-    }
-    match WIDE.load(Ordering::Relaxed) {
-        2 => true,
-        1 => false,
-        _ => ask(),
     }
 }
 
@@ -819,33 +803,33 @@ mod tests {
         } else {
             (0..OPAQUE_MIN).collect()
         };
-        for (len, wide) in lens.into_iter().flat_map(|l| [(l, false), (l, true)]) {
+        for (len, small) in lens.into_iter().flat_map(|l| [(l, Small::Words), (l, Small::Wide)]) {
             for off in [0, 1, 3, 7, 8] {
                 let mut frame = Frame([0xAA; OPAQUE_MIN + 64]);
                 let part = &src[off..off + len];
                 // SAFETY: the frame holds 16 + len bytes; `part` is in bounds.
-                unsafe { small_copy_as(frame.0.as_mut_ptr().add(16), part.as_ptr(), len, false, wide) };
-                assert_eq!(&frame.0[16..16 + len], part, "to, len {len}, wide {wide}");
+                unsafe { small_copy(frame.0.as_mut_ptr().add(16), part.as_ptr(), len, false, small) };
+                assert_eq!(&frame.0[16..16 + len], part, "to, len {len}, {small:?}");
                 assert!(
                     frame.0[..16].iter().chain(&frame.0[16 + len..]).all(|&b| b == 0xAA),
-                    "to, len {len}, wide {wide}"
+                    "to, len {len}, {small:?}"
                 );
                 let mut back = vec![0x55u8; len + 16];
                 // SAFETY: the frame's payload holds len bytes; so does `back[off..]`.
                 // (A mutable pointer, as into a ring: the copy reads it with atomics.)
                 unsafe {
-                    small_copy_as(
+                    small_copy(
                         back.as_mut_ptr().add(off),
                         frame.0.as_mut_ptr().add(16),
                         len,
                         true,
-                        wide,
+                        small,
                     )
                 };
-                assert_eq!(&back[off..off + len], part, "from, len {len}, wide {wide}");
+                assert_eq!(&back[off..off + len], part, "from, len {len}, {small:?}");
                 assert!(
                     back[..off].iter().chain(&back[off + len..]).all(|&b| b == 0x55),
-                    "from, len {len}, wide {wide}"
+                    "from, len {len}, {small:?}"
                 );
             }
         }
