@@ -526,14 +526,24 @@ fn scribbled_frame_header_is_reported_as_corruption() {
     map.write(4096 + 8, &0x0000_0000_7fff_0000u64).unwrap();
     let e = rx.recv(&mut [0u8; 64]).unwrap_err();
     assert!(matches!(e.cause(), Cause::Corrupted(_)), "{e}");
-    map.write(4096 + 8, &(1u64 << 40)).unwrap();
+    // The word's high half is the frame's tag (a service's request id):
+    // whatever it holds, the length is checked.
+    map.write(4096 + 8, &0xffff_ffff_0000_1000u64).unwrap();
     let e = rx.try_recv(&mut [0u8; 64]).unwrap_err();
     assert!(matches!(e.cause(), Cause::Corrupted(_)), "{e}");
     // A scribbled stamp is no frame at all: the receiver waits for one (the
     // sender is alive), within its timeout.
+    let stamp: u64 = map.read(4096).unwrap();
     map.write(4096, &0x1234u64).unwrap();
     let e = rx.recv_timeout(&mut [0u8; 64], Duration::from_millis(100)).unwrap_err();
     assert!(matches!(e.cause(), Cause::TimedOut), "{e}");
+    // The stamp back and a plausible length under a tag: the message is
+    // delivered, the tag never read as part of its length.
+    map.write(4096 + 8, &(1u64 << 40 | 4)).unwrap();
+    map.write(4096, &stamp).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(rx.try_recv(&mut buf).unwrap(), Some(4));
+    assert_eq!(&buf[..4], b"fine");
 }
 
 /// Writes `bytes` as the whole content of a new shm object `name`.

@@ -14,9 +14,10 @@
 //!
 //! - A client takes the first slot whose request lane has no live client
 //!   (an OFD lock, as for every channel side). Each request carries an id
-//!   (the client's pid and a counter) that the server's response echoes,
-//!   so a client never takes a response meant for an earlier holder of
-//!   its slot.
+//!   in its frame's header (a counter that starts past every id an
+//!   earlier holder of the slot used), which the server's response
+//!   echoes, so a client never takes a response meant for an earlier
+//!   holder of its slot or for one of its own calls that timed out.
 //! - The server takes one request per client in turn (no client starves
 //!   another) and answers it on that client's response lane.
 //! - A client that dies mid-request harms nobody: its half-written request
@@ -59,9 +60,6 @@ pub const DEFAULT_CLIENTS: u32 = 16;
 pub const MAX_CLIENTS: u32 = MAX_LANES / 2;
 /// Each lane's ring when none is given: 64 KiB.
 pub const DEFAULT_CAPACITY: u64 = 64 * 1024;
-
-/// Bytes of the request id before every request and response.
-const ID: usize = 8;
 
 /// How to create or open a service.
 #[derive(Clone, Debug)]
@@ -214,13 +212,18 @@ impl ServiceOptions {
                 other => break other?,
             }
         };
+        // Ids count on from the request lane's position in lines: every
+        // request an earlier holder of the slot sent took a line or more of
+        // the lane, so each id it used is at most that count, and this
+        // client's are past them (modulo 2^32: a response still in the
+        // lane is far fewer requests old than that).
+        let next = (tx.position() / crate::channel::ring::FRAME_ALIGN) as u32;
         let client = Client {
             group,
             slot: lane / 2,
             tx,
             rx,
-            pid: std::process::id(),
-            next: 0,
+            next,
         };
         // Wait for a server (the response lane's sender) — unless the last
         // one died: then say so at once.
@@ -385,7 +388,7 @@ impl ServiceOptions {
 pub struct Request {
     /// The client slot it came through.
     pub client: usize,
-    id: u64,
+    id: u32,
 }
 
 /// The serving end of a service.
@@ -444,7 +447,7 @@ impl Server {
 
     /// The largest request or response payload.
     pub fn max_message_len(&self) -> usize {
-        self.responses[0].max_message_len() - ID
+        self.responses[0].max_message_len()
     }
 
     /// Waits for the next request (one per client in turn) and puts its
@@ -472,19 +475,13 @@ impl Server {
     /// The next request as `wait` allows ([`Cause::Empty`] with
     /// `Wait::No`): the request and its payload's length.
     pub(crate) fn recv_to<D: Dest + ?Sized>(&mut self, buf: &mut D, wait: Wait) -> Result<(Request, usize)> {
-        let mut id = [0u8; ID];
+        let mut id = 0;
         loop {
-            match self.requests.recv_split_from(&mut id, buf, wait)? {
-                Some((client, len)) if len >= ID => {
-                    let request = Request {
-                        client,
-                        id: u64::from_le_bytes(id),
-                    };
-                    return Ok((request, len - ID));
-                }
-                // Not from an ipcraft client: nothing to answer.
-                _ => continue,
+            if let Some((client, len)) = self.requests.recv_tagged_from(&mut id, buf, wait)? {
+                return Ok((Request { client, id }, len));
             }
+            // (The end of a client's stream: the next client of its slot
+            // continues the lane.)
         }
     }
 
@@ -521,7 +518,7 @@ impl Server {
 /// Sends `response` to `request`'s client on its response lane `tx`, as
 /// `wait` allows ([`Cause::Full`] with `Wait::No`).
 pub(crate) fn send_response(tx: &mut Sender, request: &Request, response: &[u8], wait: Wait) -> Result<()> {
-    tx.send_prefixed(&request.id.to_le_bytes(), response, wait)
+    tx.send_tagged(request.id, response, wait)
 }
 
 /// Whether an error only says that one client went away.
@@ -546,18 +543,18 @@ pub(crate) enum Taken {
 /// `response`.
 pub(crate) fn take_response<D: Dest + ?Sized>(
     rx: &mut Receiver,
-    want: u64,
+    want: u32,
     response: &mut D,
     wait: Wait,
 ) -> Result<Taken> {
-    let mut id = [0u8; ID];
-    match rx.recv_split(&mut id, response, wait) {
-        Ok(Some(len)) if len >= ID && id == want.to_le_bytes() => Ok(Taken::Mine(len - ID)),
+    let mut id = 0;
+    match rx.recv_tagged(&mut id, response, wait) {
+        Ok(Some(len)) if id == want => Ok(Taken::Mine(len)),
         Ok(Some(_)) => Ok(Taken::Other),
         Ok(None) => Ok(Taken::End),
         // Too large for the caller's buffer, but another's: skip it.
-        Err(e) if matches!(e.cause(), Cause::BufferTooSmall { .. }) && id != want.to_le_bytes() => {
-            rx.recv_split(&mut id, &mut Vec::new(), Wait::No)?;
+        Err(e) if matches!(e.cause(), Cause::BufferTooSmall { .. }) && id != want => {
+            rx.recv_tagged(&mut id, &mut Vec::new(), Wait::No)?;
             Ok(Taken::Other)
         }
         Err(e) => Err(e),
@@ -573,7 +570,7 @@ pub struct Client {
     // first, and must find the response lane free.
     pub(crate) rx: Receiver,
     pub(crate) tx: Sender,
-    pid: u32,
+    /// The id of the last request sent.
     next: u32,
 }
 
@@ -598,23 +595,18 @@ impl Client {
 
     /// The largest request payload.
     pub fn max_message_len(&self) -> usize {
-        self.tx.max_message_len() - ID
+        self.tx.max_message_len()
     }
 
     /// The id of the last request.
-    pub(crate) fn id(&self) -> u64 {
-        self.id_of(self.next)
-    }
-
-    /// The id of this client's request number `n`.
-    fn id_of(&self, n: u32) -> u64 {
-        (u64::from(self.pid) << 32) | u64::from(n)
+    pub(crate) fn id(&self) -> u32 {
+        self.next
     }
 
     /// Checks a request's size and gives the id it goes under; the id is
     /// used up by [`commit_request`](Self::commit_request) once it is sent
     /// (so a send that fails or is cancelled sends the next one under it).
-    pub(crate) fn peek_request(&self, request: &[u8]) -> Result<[u8; ID]> {
+    pub(crate) fn peek_request(&self, request: &[u8]) -> Result<u32> {
         if request.len() > self.max_message_len() {
             return Err(self.err(
                 "call service",
@@ -625,7 +617,7 @@ impl Client {
                 },
             ));
         }
-        Ok(self.id_of(self.next.wrapping_add(1)).to_le_bytes())
+        Ok(self.next.wrapping_add(1))
     }
 
     /// The request under [`peek_request`](Self::peek_request)'s id was sent.
@@ -636,7 +628,7 @@ impl Client {
     /// Sends a request (without waiting for its response).
     pub fn send_request(&mut self, request: &[u8]) -> Result<()> {
         let id = self.peek_request(request)?;
-        self.tx.send_prefixed(&id, request, Wait::Forever)?;
+        self.tx.send_tagged(id, request, Wait::Forever)?;
         self.commit_request();
         Ok(())
     }

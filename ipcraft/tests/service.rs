@@ -11,7 +11,7 @@ use common::{pattern, role, roles, wait, ShmName, TIMEOUT};
 use ipcraft::error::Cause;
 use ipcraft::service::{Client, Server, ServiceOptions};
 
-roles!(role_server);
+roles!(role_server, role_holding_server);
 
 /// What the server answers: the request reversed, then its length (u32 LE),
 /// so a response of the wrong request or a torn copy cannot pass.
@@ -46,6 +46,30 @@ fn role_server(args: Vec<String>) {
         let quit = request == b"quit";
         server.reply(&req, &answer(&request)).unwrap();
         if quit {
+            return;
+        }
+    }
+}
+
+/// Serves `name` (created here, one client slot) holding back the answer
+/// to each request that starts with `hold` until the next request that
+/// does not: then answers the held ones, in order, before it. Until `quit`.
+fn role_holding_server(args: Vec<String>) {
+    let mut server = ServiceOptions::new().clients(1).create_server(&args[0]).unwrap();
+    let (mut request, mut held) = (Vec::new(), Vec::new());
+    loop {
+        let req = server.recv(&mut request).unwrap();
+        if request.starts_with(b"hold") {
+            held.push((req, request.clone()));
+            continue;
+        }
+        // Each held answer must go into the lane (a client holds it): a
+        // failure here fails the test through this process's status.
+        for (old, payload) in held.drain(..) {
+            server.reply(&old, &answer(&payload)).unwrap();
+        }
+        server.reply(&req, &answer(&request)).unwrap();
+        if request == b"quit" {
             return;
         }
     }
@@ -180,4 +204,33 @@ fn slices_take_what_fits_and_leave_what_does_not() {
     }
     client.call_timeout(b"quit", &mut response, TIMEOUT).unwrap();
     assert!(wait(&mut server).success());
+}
+
+#[test]
+fn a_response_meant_for_an_earlier_client_or_call_is_never_taken() {
+    let name = ShmName::new("svc-stale");
+    let mut server = role("role_holding_server", &[name.0.as_str()]).spawn().unwrap();
+    let mut response = Vec::new();
+    // A client leaves with its request unanswered; the next client gets
+    // the same (only) slot, and the answer to the first request lands in
+    // its response lane before its own.
+    let mut first = connect(&name.0);
+    first.send_request(b"hold: the first client's").unwrap();
+    drop(first);
+    let mut client = connect(&name.0);
+    client
+        .call_timeout(b"the second client's", &mut response, TIMEOUT)
+        .unwrap();
+    assert_eq!(response, answer(b"the second client's"));
+    // A call that timed out: its answer comes before the next call's.
+    client.send_request(b"hold: a call that times out").unwrap();
+    let e = client
+        .recv_response_timeout(&mut response, Duration::from_millis(100))
+        .unwrap_err();
+    assert!(matches!(e.cause(), Cause::TimedOut), "{e}");
+    client.call_timeout(b"the next call", &mut response, TIMEOUT).unwrap();
+    assert_eq!(response, answer(b"the next call"));
+    client.call_timeout(b"quit", &mut response, TIMEOUT).unwrap();
+    assert_eq!(response, answer(b"quit"));
+    assert!(wait(&mut server).success(), "the server answered every request");
 }

@@ -379,18 +379,6 @@ pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8], small: Small) {
     }
 }
 
-/// Copies `src`, shorter than [`OPAQUE_MIN`], into a frame's payload at
-/// `dst` (see [`small_copy`]).
-///
-/// # Safety
-///
-/// `dst..dst + src.len()` is mapped, writable ring space.
-#[inline(always)]
-pub(crate) unsafe fn copy_to_frame(dst: *mut u8, src: &[u8], small: Small) {
-    // SAFETY: forwarded; `src` is readable for its length.
-    unsafe { small_copy(dst, src.as_ptr(), src.len(), false, small) }
-}
-
 /// Copies the `len` bytes, fewer than [`OPAQUE_MIN`], of a frame's payload
 /// at `src` to `dst` (see [`small_copy`]).
 ///

@@ -37,7 +37,9 @@ use crate::sys;
 
 /// `b"IPCKMANY"` as a little-endian `u64`.
 pub(crate) const GROUP_MAGIC: u64 = u64::from_le_bytes(*b"IPCKMANY");
-const GROUP_VERSION: u32 = 1;
+/// Group layout version. Version 2: a service's request id rides in its
+/// frames' tag, not before the payload.
+const GROUP_VERSION: u32 = 2;
 /// Bytes before the first lane.
 const GROUP_HEADER: u64 = 4096;
 /// The most lanes an object has.
@@ -782,16 +784,16 @@ impl MultiReceiver {
         }
     }
 
-    /// Receives the next message split into its first `P` bytes and the
-    /// rest ([`Receiver::recv_split`]): `Some((sender, len))` as
+    /// Receives the next message and its frame's tag
+    /// ([`Receiver::recv_tagged`]): `Some((sender, len))` as
     /// [`recv_from`](Self::recv_from).
-    pub(crate) fn recv_split_from<const P: usize, D: super::copy::Dest + ?Sized>(
+    pub(crate) fn recv_tagged_from<D: super::copy::Dest + ?Sized>(
         &mut self,
-        prefix: &mut [u8; P],
+        tag: &mut u32,
         rest: &mut D,
         wait: Wait,
     ) -> Result<Option<(usize, usize)>> {
-        self.recv_with(wait, |rx: &mut Receiver| rx.recv_split(prefix, rest, Wait::No))
+        self.recv_with(wait, |rx: &mut Receiver| rx.recv_tagged(tag, rest, Wait::No))
     }
 
     /// The state of each sender's lane.

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::copy::{self, Chooser, Route};
+use super::copy::{self, Chooser};
 use super::layout::{ATTACHED, CLOSED, SENDER_LOCK_BYTE};
 use super::object::{low_half, peer_is_light, Attachment, End, Endpoint, Mapped, Wait};
 use super::ring::{self, Peek};
@@ -64,17 +64,17 @@ impl Receiver {
         Error::new(RECV_OP, &self.mapped.label, cause)
     }
 
-    /// Finds the next frame: `Some((ring index, len))`, or `None` at end of
-    /// stream. A frame already there is taken at once (the common case,
+    /// Finds the next frame: `Some((ring index, len, tag))`, or `None` at
+    /// end of stream. A frame already there is taken at once (the common case,
     /// kept small enough to inline); everything else goes through
     /// [`next_frame_slow`](Self::next_frame_slow).
     #[inline(always)]
-    fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+    fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64, u32)>> {
         if self.att.is_attached() && !self.ended {
             let ring = self.mapped.ring;
             self.prefetch_next();
-            if let Ok(Peek::Frame { at, len }) = ring.peek(self.head) {
-                return Ok(Some((at, len)));
+            if let Ok(Peek::Frame { at, len, tag }) = ring.peek(self.head) {
+                return Ok(Some((at, len, tag)));
             }
         }
         self.next_frame_slow(wait, false)
@@ -85,7 +85,7 @@ impl Receiver {
     ///
     /// `polled`: the caller polled the next stamp already ([`poll_briefly`](Self::poll_briefly)).
     #[inline(never)]
-    fn next_frame_slow(&mut self, wait: Wait, polled: bool) -> Result<Option<(u64, u64)>> {
+    fn next_frame_slow(&mut self, wait: Wait, polled: bool) -> Result<Option<(u64, u64, u32)>> {
         self.ensure_attached()?;
         if self.ended {
             return Ok(None);
@@ -96,7 +96,7 @@ impl Receiver {
         loop {
             self.prefetch_next();
             let observed = match ring.peek(self.head).map_err(|c| self.mapped.corrupted(RECV_OP, c))? {
-                Peek::Frame { at, len } => return Ok(Some((at, len))),
+                Peek::Frame { at, len, tag } => return Ok(Some((at, len, tag))),
                 Peek::Pad(skip) => {
                     self.advance(skip);
                     continue;
@@ -263,7 +263,7 @@ impl Receiver {
     /// constant and not as two more live registers.
     #[inline(always)]
     fn recv_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<Option<usize>> {
-        self.recv_split(&mut [], buf, wait)
+        self.recv_tagged(&mut (), buf, wait)
     }
 
     /// Receives the next message into `buf`, waiting while the ring is
@@ -316,7 +316,7 @@ impl Receiver {
     }
 
     fn view_with(&mut self, wait: Wait) -> Result<Option<RecvView<'_>>> {
-        Ok(self.next_frame(wait)?.map(|(at, len)| RecvView {
+        Ok(self.next_frame(wait)?.map(|(at, len, _)| RecvView {
             rx: self,
             at,
             len: len as usize,
@@ -421,13 +421,11 @@ impl Receiver {
         self.next_frame(Wait::No).map(|_| ())
     }
 
-    /// Receives the next message split in two, each part copied once: its
-    /// first `P` bytes into `prefix` and the rest into `rest` (a vector's
-    /// contents are replaced; a slice must hold it). Returns the whole
-    /// message's length; a message shorter than `P` is taken and only its
-    /// length returned (the caller skips it). `None` at the end of the
-    /// stream. Errors as [`recv`](Self::recv): with
-    /// [`Cause::BufferTooSmall`] the message stays, its prefix copied.
+    /// Receives the next message into `rest` (a vector's contents are
+    /// replaced; a slice must hold it) and its frame's tag into `tag` (a
+    /// service's request id). Returns its length, or `None` at the end of
+    /// the stream. Errors as [`recv`](Self::recv): with
+    /// [`Cause::BufferTooSmall`] the message stays, its tag read.
     ///
     /// A message shorter than [`OPAQUE_MIN`](copy::OPAQUE_MIN) that is
     /// there and fits takes a path with no calls and few saved registers
@@ -438,76 +436,69 @@ impl Receiver {
     /// is the latency. Everything else goes through
     /// [`recv_slow`](Self::recv_slow).
     #[inline(always)]
-    pub(crate) fn recv_split<const P: usize, D: copy::Dest + ?Sized>(
+    pub(crate) fn recv_tagged<T: TagOut, D: copy::Dest + ?Sized>(
         &mut self,
-        prefix: &mut [u8; P],
+        tag: &mut T,
         rest: &mut D,
         wait: Wait,
     ) -> Result<Option<usize>> {
         if self.att.is_attached() && !self.ended {
-            if let Some(len) = self.take_small(prefix, rest) {
+            if let Some(len) = self.take_small(tag, rest) {
                 return Ok(Some(len));
             }
             // (A receiver set not to spin sleeps at once.)
             if !matches!(wait, Wait::No) && !self.att.spin.is_zero() {
-                return self.recv_polling(prefix, rest, wait);
+                return self.recv_polling(tag, rest, wait);
             }
         }
-        self.recv_slow(prefix, rest, wait, false)
+        self.recv_slow(tag, rest, wait, false)
     }
 
     /// Takes the next message if it is short, there, and fits: the fast
-    /// path of [`recv_split`](Self::recv_split).
+    /// path of [`recv_tagged`](Self::recv_tagged).
     #[inline(always)]
-    fn take_small<const P: usize, D: copy::Dest + ?Sized>(
-        &mut self,
-        prefix: &mut [u8; P],
-        rest: &mut D,
-    ) -> Option<usize> {
+    fn take_small<T: TagOut, D: copy::Dest + ?Sized>(&mut self, tag: &mut T, rest: &mut D) -> Option<usize> {
         let ring = self.mapped.ring;
         self.prefetch_next();
-        let (at, len) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
-        let (frame, len) = (ring.at(at), len as usize);
+        let (at, len, found) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
+        let len = len as usize;
         // SAFETY: peek_small checked that the frame's `len` bytes at ring
-        // index `at` lie in the ring: the prefix, then the rest.
-        if len < P || !unsafe { rest.fill_small(frame.add(P), len - P, ring.small()) } {
+        // index `at` lie in the ring.
+        if !unsafe { rest.fill_small(ring.at(at), len, ring.small()) } {
             return None;
         }
-        if P > 0 {
-            // SAFETY: as above; `prefix` holds P bytes.
-            unsafe { copy::copy_from_frame(prefix.as_mut_ptr(), frame, P, ring.small()) };
-        }
+        tag.put(found);
         self.advance(ring::frame_size(len as u64));
         Some(len)
     }
 
-    /// [`recv_split`](Self::recv_split) on an empty ring: polls the next
+    /// [`recv_tagged`](Self::recv_tagged) on an empty ring: polls the next
     /// stamp, and takes a short message that lands by the fast path; out
     /// of line, so that the fast path saves few registers (a stream's
     /// receives rarely come here), while a message that lands is taken
     /// here without a return in between.
     #[inline(never)]
-    fn recv_polling<const P: usize, D: copy::Dest + ?Sized>(
+    fn recv_polling<T: TagOut, D: copy::Dest + ?Sized>(
         &mut self,
-        prefix: &mut [u8; P],
+        tag: &mut T,
         rest: &mut D,
         wait: Wait,
     ) -> Result<Option<usize>> {
         if self.poll_briefly() {
-            if let Some(len) = self.take_small(prefix, rest) {
+            if let Some(len) = self.take_small(tag, rest) {
                 return Ok(Some(len));
             }
         }
-        self.recv_slow(prefix, rest, wait, true)
+        self.recv_slow(tag, rest, wait, true)
     }
 
-    /// [`recv_split`](Self::recv_split) for everything but a short message
-    /// that is there and fits: waiting, large messages, padding, end
-    /// markers, errors.
+    /// [`recv_tagged`](Self::recv_tagged) for everything but a short
+    /// message that is there and fits: waiting, large messages, padding,
+    /// end markers, errors.
     #[inline(never)]
-    fn recv_slow<const P: usize, D: copy::Dest + ?Sized>(
+    fn recv_slow<T: TagOut, D: copy::Dest + ?Sized>(
         &mut self,
-        prefix: &mut [u8; P],
+        tag: &mut T,
         rest: &mut D,
         wait: Wait,
         polled: bool,
@@ -517,32 +508,44 @@ impl Receiver {
         } else {
             self.next_frame(wait)?
         };
-        let Some((at, len)) = frame else {
+        let Some((at, len, found)) = frame else {
             return Ok(None);
         };
+        tag.put(found);
         let len = len as usize;
-        if len >= P {
-            let frame = self.mapped.ring.at(at);
-            // SAFETY: peek checked that `len` bytes at ring index `at` lie in
-            // the ring: the prefix, then `len - P` more.
-            let filled = unsafe {
-                if P > 0 {
-                    copy::copy_from_shared(prefix, frame, Route::Cached);
-                }
-                rest.fill_from_shared(frame.add(P), len - P, self.copier.route())
-            };
-            if let Err(room) = filled {
-                return Err(self.err(Cause::BufferTooSmall {
-                    len: room,
-                    need: len - P,
-                    limit_name: "the message",
-                }));
-            }
-            self.copier.copied(len - P);
+        // SAFETY: peek checked that `len` bytes at ring index `at` lie in
+        // the ring.
+        let filled = unsafe { rest.fill_from_shared(self.mapped.ring.at(at), len, self.copier.route()) };
+        if let Err(room) = filled {
+            return Err(self.err(Cause::BufferTooSmall {
+                len: room,
+                need: len,
+                limit_name: "the message",
+            }));
         }
+        self.copier.copied(len);
         self.advance(ring::frame_size(len as u64));
         Ok(Some(len))
     }
+}
+
+/// Where a receive puts the tag of the frame it took: a `u32` (a
+/// service's lanes), or nowhere (`()`, a plain channel: its fast path then
+/// neither extracts nor stores it).
+pub(crate) trait TagOut {
+    fn put(&mut self, tag: u32);
+}
+
+impl TagOut for u32 {
+    #[inline(always)]
+    fn put(&mut self, tag: u32) {
+        *self = tag;
+    }
+}
+
+impl TagOut for () {
+    #[inline(always)]
+    fn put(&mut self, _: u32) {}
 }
 
 impl Endpoint for Receiver {

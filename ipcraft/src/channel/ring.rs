@@ -11,8 +11,13 @@
 //!
 //! ```text
 //! word 0  stamp: a keyed hash of the frame's position (never 0), stored last with release order
-//! word 1  payload length, or PAD (skip to the ring's start), CLOSE or ABORT (end of a stream)
+//! word 1  low half: payload length, or PAD (skip to the ring's start), CLOSE or ABORT (end of a stream)
+//!         high half: the frame's tag — 0 in a channel, a topic message's sequence number
+//!         (low 32 bits), a service request's id
 //! ```
+//!
+//! The tag lets a topic or a service carry its per-message word in the
+//! header, so their 48-byte messages take one line as a channel's do.
 //!
 //! A frame never wraps: when the space left before the ring's end is too
 //! small, the producer publishes a PAD frame there and continues at index 0.
@@ -81,8 +86,9 @@ pub(crate) enum Peek {
     Empty(u32),
     /// A padding frame: skip this many bytes to the ring's start.
     Pad(u64),
-    /// A frame whose payload of `len` bytes starts at ring index `at`.
-    Frame { at: u64, len: u64 },
+    /// A frame whose payload of `len` bytes starts at ring index `at`,
+    /// with its `tag` (the header word's high half).
+    Frame { at: u64, len: u64, tag: u32 },
     /// The stream ended here (a one-line marker to consume).
     Closed,
     /// The stream's sender abandoned it here (a one-line marker to consume).
@@ -176,16 +182,6 @@ impl Ring<Raw> {
         // SAFETY: as in `Raw::word`; the low 4 bytes of the (little-endian)
         // stamp word are an aligned u32, and futex only needs their address.
         unsafe { &*(self.mem.0.as_ptr().add(idx as usize) as *const std::sync::atomic::AtomicU32) }
-    }
-
-    /// The 8-byte word at ring index `idx`, which callers check is
-    /// 8-aligned and inside the ring (a topic frame's sequence number).
-    pub(crate) fn word_at(&self, idx: u64) -> &AtomicU64 {
-        assert!(
-            idx % 8 == 0 && idx + 8 <= self.capacity,
-            "word index {idx} outside the ring"
-        );
-        self.mem.word(idx)
     }
 
     /// Pointer to ring index `idx` for copying `len` bytes (checked by callers).
@@ -339,28 +335,28 @@ impl<M: Memory> Ring<M> {
         }
     }
 
-    /// Publishes a header of kind or length `value` at `tail` (payload
-    /// already written): the length word first, the stamp last with release
-    /// order.
+    /// Publishes a header of kind or length `value` and `tag` at `tail`
+    /// (payload already written): the length word first, the stamp last
+    /// with release order.
     #[inline(always)]
-    fn publish_header(&self, tail: u64, value: u32) {
+    fn publish_header(&self, tail: u64, value: u32, tag: u32) {
         let (stamp, len) = self.words(self.index(tail));
-        len.store(u64::from(value), Ordering::Relaxed);
+        len.store(u64::from(tag) << 32 | u64::from(value), Ordering::Relaxed);
         stamp.store(self.stamp(tail), Ordering::Release);
     }
 
     /// Publishes a padding frame of `size` bytes at `tail` (as returned by
     /// [`room`](Self::room)); returns the new tail.
     pub(crate) fn publish_pad(&self, tail: u64, size: u64) -> u64 {
-        self.publish_header(tail, PAD);
+        self.publish_header(tail, PAD, 0);
         tail.wrapping_add(size)
     }
 
-    /// Publishes the frame of `len` bytes whose payload was written at
-    /// `payload_index(tail)`; returns the new tail.
+    /// Publishes the frame of `len` bytes, tagged `tag`, whose payload was
+    /// written at `payload_index(tail)`; returns the new tail.
     #[inline(always)]
-    pub(crate) fn publish(&self, tail: u64, len: u64) -> u64 {
-        self.publish_header(tail, len as u32);
+    pub(crate) fn publish(&self, tail: u64, len: u64, tag: u32) -> u64 {
+        self.publish_header(tail, len as u32, tag);
         tail.wrapping_add(frame_size(len))
     }
 
@@ -368,7 +364,7 @@ impl<M: Memory> Ring<M> {
     /// needs one free line; returns the new tail.
     pub(crate) fn publish_marker(&self, tail: u64, kind: u32) -> u64 {
         debug_assert!(kind == CLOSE || kind == ABORT);
-        self.publish_header(tail, kind);
+        self.publish_header(tail, kind, 0);
         tail.wrapping_add(FRAME_ALIGN)
     }
 
@@ -424,18 +420,18 @@ impl<M: Memory> Ring<M> {
     /// The frame at `head` if it is one the consumer's fast path takes: a
     /// published frame of fewer than `small` bytes (below the padding and
     /// marker values, so those never match) inside the ring, as
-    /// `(ring index of its payload, len)`. Everything else, [`peek`](Self::peek)
-    /// reads and explains.
+    /// `(ring index of its payload, len, tag)`. Everything else,
+    /// [`peek`](Self::peek) reads and explains.
     #[inline(always)]
-    pub(crate) fn peek_small(&self, head: u64, small: u64) -> Option<(u64, u64)> {
+    pub(crate) fn peek_small(&self, head: u64, small: u64) -> Option<(u64, u64, u32)> {
         debug_assert!(small <= self.max_len());
         let idx = self.index(head);
         let (stamp, len) = self.words(idx);
         if stamp.load(Ordering::Acquire) != self.stamp(head) {
             return None;
         }
-        let len = len.load(Ordering::Relaxed);
-        (len < small && frame_size(len) <= self.capacity - idx).then_some((idx + FRAME_HEADER, len))
+        let (len, tag) = split_len_word(len.load(Ordering::Relaxed));
+        (len < small && frame_size(len) <= self.capacity - idx).then_some((idx + FRAME_HEADER, len, tag))
     }
 
     /// Reads and checks the header at the consumer's `head`.
@@ -447,12 +443,12 @@ impl<M: Memory> Ring<M> {
         if word != self.stamp(head) {
             return Ok(Peek::Empty(word as u32));
         }
-        let len = len.load(Ordering::Relaxed);
+        let (len, tag) = split_len_word(len.load(Ordering::Relaxed));
         let contiguous = self.capacity - idx;
-        match u32::try_from(len) {
-            Ok(CLOSE) => return Ok(Peek::Closed),
-            Ok(ABORT) => return Ok(Peek::Aborted),
-            Ok(PAD) => {
+        match len as u32 {
+            CLOSE => return Ok(Peek::Closed),
+            ABORT => return Ok(Peek::Aborted),
+            PAD => {
                 if idx == 0 {
                     return Err(Corrupted(format!(
                         "padding frame at the ring's start (position {head})"
@@ -470,8 +466,15 @@ impl<M: Memory> Ring<M> {
         Ok(Peek::Frame {
             at: idx + FRAME_HEADER,
             len,
+            tag,
         })
     }
+}
+
+/// A header's second word as (length or kind, tag).
+#[inline(always)]
+fn split_len_word(word: u64) -> (u64, u32) {
+    (word & u64::from(u32::MAX), (word >> 32) as u32)
 }
 
 #[cfg(test)]
@@ -507,6 +510,11 @@ mod tests {
         head: u64,
     }
 
+    /// The tag the model sends with `msg`: all 32 bits vary.
+    fn tag_of(msg: &[u8]) -> u32 {
+        (msg.len() as u32).wrapping_mul(0x9E37_79B9) ^ u32::from(msg.first().copied().unwrap_or(7)) << 24
+    }
+
     impl Model {
         fn try_send(&mut self, msg: &[u8]) -> bool {
             loop {
@@ -517,7 +525,7 @@ mod tests {
                         let at = self.ring.payload_index(self.tail);
                         // SAFETY: room() said the frame fits at `at`.
                         unsafe { copy_to_shared(self.ring.at(at), msg, Small::here()) };
-                        self.tail = self.ring.publish(self.tail, msg.len() as u64);
+                        self.tail = self.ring.publish(self.tail, msg.len() as u64, tag_of(msg));
                         return true;
                     }
                 }
@@ -529,10 +537,11 @@ mod tests {
                 match self.ring.peek(self.head).unwrap() {
                     Peek::Empty(_) | Peek::Closed | Peek::Aborted => return None,
                     Peek::Pad(skip) => self.head = self.head.wrapping_add(skip),
-                    Peek::Frame { at, len } => {
+                    Peek::Frame { at, len, tag } => {
                         let mut out = vec![0u8; len as usize];
                         // SAFETY: peek() checked the frame lies in the ring.
                         unsafe { copy_from_shared(&mut out, self.ring.at(at), Route::Cached) };
+                        assert_eq!(tag, tag_of(&out), "the tag sent with the message");
                         self.head = self.head.wrapping_add(frame_size(len));
                         return Some(out);
                     }
@@ -633,10 +642,21 @@ mod tests {
         assert!(ring.peek(0).is_err(), "pad at start");
         scribble(&ring, 0, ring.stamp(0), ring.max_len() + 1);
         assert!(ring.peek(0).is_err(), "longer than max_len");
-        scribble(&ring, 0, ring.stamp(0), 1 << 40);
-        assert!(ring.peek(0).is_err(), "a length past u32");
+        scribble(&ring, 0, ring.stamp(0), 0xffff_ffff_0000_0000 | 10_000);
+        assert!(ring.peek(0).is_err(), "overrun under a tag");
         scribble(&ring, 0, ring.stamp(0), 5);
-        assert_eq!(ring.peek(0).unwrap(), Peek::Frame { at: 16, len: 5 });
+        assert_eq!(ring.peek(0).unwrap(), Peek::Frame { at: 16, len: 5, tag: 0 });
+        // The high half is the tag, whatever it holds.
+        scribble(&ring, 0, ring.stamp(0), 1 << 40 | 5);
+        assert_eq!(
+            ring.peek(0).unwrap(),
+            Peek::Frame {
+                at: 16,
+                len: 5,
+                tag: 256
+            }
+        );
+        assert_eq!(ring.peek_small(0, 48), Some((16, 5, 256)));
     }
 
     #[test]
@@ -750,8 +770,12 @@ mod tests {
                 let pos = (slot * FRAME_ALIGN) % cap + cap * 3;
                 let word = if stamp_ok { h.ring.stamp(pos) } else { word };
                 scribble(&h.ring, pos, word, len);
+                let len_word = len;
                 match h.ring.peek(pos) {
-                    Ok(Peek::Frame { at, len }) => prop_assert!(at + len <= cap && len <= h.ring.max_len()),
+                    Ok(Peek::Frame { at, len, tag }) => {
+                        prop_assert!(at + len <= cap && len <= h.ring.max_len());
+                        prop_assert_eq!(u64::from(tag) << 32 | len, len_word);
+                    }
                     Ok(Peek::Pad(skip)) => prop_assert!(h.ring.index(pos) + skip == cap && skip > 0),
                     Ok(Peek::Empty(_)) => prop_assert_ne!(word, h.ring.stamp(pos)),
                     Ok(Peek::Closed) | Ok(Peek::Aborted) | Err(_) => {}
@@ -760,9 +784,9 @@ mod tests {
                 // peek describes, nothing else.
                 let small = small.min(h.ring.max_len());
                 match h.ring.peek_small(pos, small) {
-                    Some((at, len)) => {
+                    Some((at, len, tag)) => {
                         prop_assert!(len < small);
-                        prop_assert_eq!(h.ring.peek(pos), Ok(Peek::Frame { at, len }));
+                        prop_assert_eq!(h.ring.peek(pos), Ok(Peek::Frame { at, len, tag }));
                     }
                     None => {
                         let short = matches!(h.ring.peek(pos), Ok(Peek::Frame { len, .. }) if len < small);
@@ -882,7 +906,7 @@ mod loom_model {
                             .word(at + 8 * w)
                             .store(word_of(i as u64, w), Ordering::Relaxed);
                     }
-                    tail = pring.publish(tail, len);
+                    tail = pring.publish(tail, len, i as u32 ^ 0x8000_0000);
                 }
             });
             let mut pos = 0u64;
@@ -895,8 +919,8 @@ mod loom_model {
                         head.store(pos, Ordering::Release);
                     }
                     Peek::Closed | Peek::Aborted => panic!("no end was sent"),
-                    Peek::Frame { at, len } => {
-                        assert_eq!(len, LENS[got]);
+                    Peek::Frame { at, len, tag } => {
+                        assert_eq!((len, tag), (LENS[got], got as u32 ^ 0x8000_0000));
                         for w in 0..len / 8 {
                             assert_eq!(
                                 ring.mem.word(at + 8 * w).load(Ordering::Relaxed),

@@ -319,20 +319,27 @@ impl Sender {
         }
     }
 
-    /// Publishes the frame of `len` bytes written at the current position.
+    /// Publishes the frame of `len` bytes, tagged `tag`, written at the
+    /// current position.
     #[inline(always)]
-    fn publish(&mut self, len: usize) {
+    fn publish(&mut self, len: usize, tag: u32) {
         let at = self.tail;
-        self.tail = self.mapped.ring.publish(at, len as u64);
+        self.tail = self.mapped.ring.publish(at, len as u64, tag);
         self.announce(at);
     }
 
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
-        self.send_prefixed(&[], msg, wait)
+        self.send_tagged(0, msg, wait)
     }
 
-    /// Sends `prefix` and `msg` as one message of both lengths (a
-    /// service's request id and payload), copying each once.
+    /// This sender's write position (bytes ever written to the ring, as
+    /// it continues them).
+    pub(crate) fn position(&self) -> u64 {
+        self.tail
+    }
+
+    /// Sends `msg` with `tag` in its frame's header (a service's request
+    /// id; 0 in a plain channel), copying it once.
     ///
     /// A message shorter than [`OPAQUE_MIN`](copy::OPAQUE_MIN) that fits by
     /// this side's last look at the receiver's position takes a path small
@@ -343,48 +350,39 @@ impl Sender {
     /// a message adds — a register pushed, a result written to memory —
     /// holds the next line's back.
     #[inline(always)]
-    pub(crate) fn send_prefixed<const P: usize>(&mut self, prefix: &[u8; P], msg: &[u8], wait: Wait) -> Result<()> {
-        const { assert!(P % 8 == 0, "a prefix keeps the message word-aligned") };
-        let len = P + msg.len();
+    pub(crate) fn send_tagged(&mut self, tag: u32, msg: &[u8], wait: Wait) -> Result<()> {
+        let len = msg.len();
         // (A frame that fits is at most the largest.)
         debug_assert!(self.limit.wrapping_sub(self.tail) <= self.mapped.ring.capacity());
         if len < copy::OPAQUE_MIN && ring::frame_size(len as u64) <= self.limit.wrapping_sub(self.tail) {
-            self.write_frame(prefix, msg);
-            self.publish(len);
+            self.write_frame(msg);
+            self.publish(len, tag);
             return Ok(());
         }
-        self.send_slow(prefix, msg, wait)
+        self.send_slow(tag, msg, wait)
     }
 
-    /// [`send_prefixed`](Self::send_prefixed) for a large message or one
+    /// [`send_tagged`](Self::send_tagged) for a large message or one
     /// that does not fit by the last look: makes room (checks, padding,
     /// waiting), then writes and publishes.
     #[inline(never)]
-    fn send_slow<const P: usize>(&mut self, prefix: &[u8; P], msg: &[u8], wait: Wait) -> Result<()> {
-        let len = P + msg.len();
-        self.make_room(len, wait)?;
-        self.write_frame(prefix, msg);
-        self.publish(len);
+    fn send_slow(&mut self, tag: u32, msg: &[u8], wait: Wait) -> Result<()> {
+        self.make_room(msg.len(), wait)?;
+        self.write_frame(msg);
+        self.publish(msg.len(), tag);
         Ok(())
     }
 
-    /// Copies `prefix` and `msg` into the frame at the current position,
-    /// for which room was made (on the fast path, where `msg` is known to
-    /// be short, only the short copy is compiled in).
+    /// Copies `msg` into the frame at the current position, for which room
+    /// was made (on the fast path, where `msg` is known to be short, only
+    /// the short copy is compiled in).
     #[inline(always)]
-    fn write_frame<const P: usize>(&mut self, prefix: &[u8; P], msg: &[u8]) {
+    fn write_frame(&mut self, msg: &[u8]) {
         let ring = self.mapped.ring;
         let at = ring.at(ring.payload_index(self.tail));
-        // SAFETY: room was made for `P + msg.len()` bytes of free ring at
-        // the payload index of the current position: the prefix, then
-        // `msg`; the payload index is 8-aligned and so is `P` (a service's
-        // 8-byte request id).
-        unsafe {
-            if P > 0 {
-                copy::copy_to_frame(at, prefix, ring.small());
-            }
-            copy::copy_to_shared(at.add(P), msg, ring.small());
-        }
+        // SAFETY: room was made for `msg.len()` bytes of free ring at the
+        // payload index of the current position.
+        unsafe { copy::copy_to_shared(at, msg, ring.small()) };
     }
 
     /// Sends `msg`, waiting while the ring is full.
@@ -755,7 +753,7 @@ impl SendSlot<'_> {
 
     /// Sends the whole slot.
     pub fn commit(self) {
-        self.tx.publish(self.len);
+        self.tx.publish(self.len, 0);
     }
 
     /// Sends the first `len` bytes of the slot.
@@ -771,7 +769,7 @@ impl SendSlot<'_> {
                 limit_name: "the reserved slot",
             }));
         }
-        self.tx.publish(len);
+        self.tx.publish(len, 0);
         Ok(())
     }
 }

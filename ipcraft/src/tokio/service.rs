@@ -238,7 +238,7 @@ impl AsyncClient {
     pub async fn send_request(&mut self, request: &[u8]) -> Result<()> {
         let id = self.client.peek_request(request)?;
         until(&mut self.client.tx, &mut self.send_bell, full, |tx| {
-            tx.send_prefixed(&id, request, Wait::No)
+            tx.send_tagged(id, request, Wait::No)
         })
         .await?;
         self.client.commit_request();

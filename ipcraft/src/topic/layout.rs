@@ -9,14 +9,14 @@ pub(crate) use crate::channel::layout::{Line, Side, ABSENT, ATTACHED, CLOSED};
 /// `b"IPCKTOPC"` as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCKTOPC");
 /// Layout version. Version 2: a subscriber slot names its doorbell.
-pub(crate) const VERSION: u32 = 2;
+/// Version 3: a message's sequence number rides in its frame's tag (low 32
+/// bits), the header's `count` gives the rest.
+pub(crate) const VERSION: u32 = 3;
 /// The most subscriber slots (the sleeping bits fill four words).
 pub(crate) const MAX_SLOTS: u32 = 256;
 /// Policy values in the identity.
 pub(crate) const BLOCK: u32 = 0;
 pub(crate) const OVERWRITE: u32 = 1;
-/// Bytes of the sequence number at the start of every message's frame.
-pub(crate) const SEQ: u64 = 8;
 /// File offset of the byte the publisher keeps OFD-locked while alive;
 /// subscriber slot `i` uses byte `1 + i`.
 pub(crate) const PUBLISHER_LOCK_BYTE: i64 = 0;
@@ -71,6 +71,21 @@ pub(crate) struct Header {
     pub progress: Line<AtomicU32>,
     /// Which stream the topic is on.
     pub stream: Line<AtomicU64>,
+    /// The sequence number of the next message, stored after each
+    /// message's frame is published: with a frame's tag (the low 32 bits of
+    /// its sequence number) it gives the whole number ([`seq_near`]).
+    pub count: Line<AtomicU64>,
+}
+
+/// The sequence number whose low 32 bits are `tag` nearest to `near`.
+///
+/// A frame's tag holds the low half of its sequence number. Any value
+/// within 2^31 of the true number gives it back: the subscriber's
+/// expected number when it is not behind, else the header's `count`,
+/// which a frame still held is at most the ring's frames (2^24) behind.
+pub(crate) fn seq_near(tag: u32, near: u64) -> u64 {
+    let delta = tag.wrapping_sub(near as u32) as i32;
+    near.wrapping_add_signed(i64::from(delta))
 }
 
 /// Bytes before the ring for a topic with `slots` slots: whole pages, so
@@ -82,3 +97,30 @@ pub(crate) fn header_size(slots: u32) -> u64 {
 
 const _: () = assert!(std::mem::size_of::<Line<Slot>>() == 128);
 const _: () = assert!(std::mem::size_of::<Header>() % 128 == 0);
+
+#[cfg(test)]
+mod tests {
+    use super::seq_near;
+
+    #[test]
+    fn a_tag_and_a_near_number_give_the_sequence_number() {
+        for seq in [
+            0u64,
+            1,
+            7,
+            u64::from(u32::MAX),
+            1 << 32,
+            (1 << 32) + 5,
+            0xdead_beef_0000_0001,
+            u64::MAX,
+        ] {
+            let tag = seq as u32;
+            for off in [0i64, 1, -1, 1 << 24, -(1 << 24), 1 << 31, 1 - (1 << 31)] {
+                let near = seq.wrapping_add_signed(off);
+                assert_eq!(seq_near(tag, near), seq, "seq {seq:#x} near {near:#x}");
+            }
+        }
+        // Further than 2^31 off, the answer is a different number.
+        assert_ne!(seq_near(5, 5 + (1 << 31) + 1), 5);
+    }
+}

@@ -8,14 +8,18 @@
 //! or copies it out ([`Subscriber::recv`]).
 //!
 //! ```text
-//! +-----------+------+--------+-----------+-------+---------+---------+-----+---------------------------+
-//! | identity  | tail | oldest | publisher | sleep | progress| stream  |     | ring: [stamp|len|seq|msg] |
-//! | magic,cap,| (pub)| (pub)  | pid,state | bits  | (futex) |         |slot0| [pad] [stamp|len|seq|msg] |
-//! | slots,pol.|      |        |           |       |         |         |slot1| ...                       |
-//! +-----------+------+--------+-----------+-------+---------+---------+-----+---------------------------+
-//!   written once  one 128-byte line each, so hot words never share      one line per subscriber:
-//!                                                                       head, state, pid, attaches
+//! +-----------+------+--------+-----------+-------+---------+--------+-------+-----+-------------------------+
+//! | identity  | tail | oldest | publisher | sleep | progress| stream | count |     | ring: [stamp|len+seq|msg]|
+//! | magic,cap,| (pub)| (pub)  | pid,state | bits  | (futex) |        | (pub) |slot0| [pad] [stamp|len+seq|msg]|
+//! | slots,pol.|      |        |           |       |         |        |       |slot1| ...                     |
+//! +-----------+------+--------+-----------+-------+---------+--------+-------+-----+-------------------------+
+//!   written once  one 128-byte line each, so hot words never share              one line per subscriber:
+//!                                                                               head, state, pid, attaches
 //! ```
+//!
+//! A message's sequence number rides in its frame header's spare half (the
+//! low 32 bits; `count`, the number of the next message, gives the rest),
+//! so a message of up to 48 bytes is one 64-byte line, as in a channel.
 //!
 //! - **Policies**, chosen at creation. [`Policy::Block`] (the default):
 //!   the publisher waits for the slowest live subscriber, so nothing is

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustix::thread::futex;
 
-use super::layout::{ATTACHED, CLOSED, PUBLISHER_LOCK_BYTE, SEQ};
+use super::layout::{seq_near, ATTACHED, CLOSED, PUBLISHER_LOCK_BYTE};
 use super::object::TopicMap;
 use super::{before, Policy, TopicOptions};
 use crate::channel::bell;
@@ -64,7 +64,7 @@ impl Publisher {
 
     /// The largest message this topic carries.
     pub fn max_message_len(&self) -> usize {
-        (self.t.ring.max_len() - SEQ) as usize
+        self.t.ring.max_len() as usize
     }
 
     /// The policy chosen when the topic was created.
@@ -115,15 +115,16 @@ impl Publisher {
             return Err(t.corrupted(ATTACH, format!("oldest position {oldest} is not aligned")));
         }
         let mut frames = VecDeque::with_capacity((t.ring.capacity() / ring::FRAME_ALIGN) as usize + 1);
-        let (mut pos, mut seq, mut ended) = (oldest, 0u64, false);
+        // The predecessor stored `count` after each frame: one past the
+        // last frame's number, or that number if it died in between.
+        let count = h.count.0.load(Ordering::Acquire);
+        let (mut pos, mut seq, mut ended) = (oldest, count, false);
         while pos.wrapping_sub(oldest) < t.ring.capacity() {
             let step = match t.ring.peek(pos).map_err(|c| t.corrupted(ATTACH, c.0))? {
                 Peek::Empty(_) => break,
                 Peek::Pad(skip) => skip,
-                Peek::Frame { at, len } => {
-                    if len >= SEQ {
-                        seq = t.ring.word_at(at).load(Ordering::Acquire).wrapping_add(1);
-                    }
+                Peek::Frame { len, tag, .. } => {
+                    seq = seq_near(tag, count).wrapping_add(1);
                     ended = false;
                     ring::frame_size(len)
                 }
@@ -145,6 +146,7 @@ impl Publisher {
         side.attaches.fetch_add(1, Ordering::AcqRel);
         let before_state = side.state.swap(ATTACHED, Ordering::AcqRel);
         h.tail.0.store(pos, Ordering::Release);
+        h.count.0.store(seq, Ordering::Release);
         if before_state != ATTACHED || ended || frames.is_empty() {
             h.stream.0.fetch_add(1, Ordering::AcqRel);
         }
@@ -258,7 +260,7 @@ impl Publisher {
         true
     }
 
-    /// Makes room for a frame of `len` bytes (sequence number included).
+    /// Makes room for a frame of `len` bytes.
     #[inline]
     fn make_room(&mut self, len: u64, wait: Wait) -> Result<()> {
         let ring = self.t.ring;
@@ -276,7 +278,7 @@ impl Publisher {
         }
         if len > ring.max_len() {
             return Err(self.err(Cause::TooLarge {
-                len: (len - SEQ) as usize,
+                len: len as usize,
                 limit: self.max_message_len(),
                 limit_name: "the topic's largest message",
             }));
@@ -345,11 +347,12 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes the new tail and wakes sleeping subscribers.
+    /// Publishes the new tail and count, and wakes sleeping subscribers.
     #[inline(always)]
     fn announce(&mut self) {
         let h = self.t.header();
         h.tail.0.store(self.tail, Ordering::Release);
+        h.count.0.store(self.seq, Ordering::Release);
         wait::light_fence(self.light);
         let words = self.t.slots.div_ceil(64) as usize;
         if h.sleepers.0[..words].iter().any(|w| w.load(Ordering::Relaxed) != 0) {
@@ -402,31 +405,23 @@ impl Publisher {
         futex_needed
     }
 
-    /// Publishes a frame of `len` payload bytes (sequence number included)
-    /// written at the current position.
+    /// Publishes a frame of `len` payload bytes written at the current
+    /// position, tagged with the low half of its sequence number.
     #[inline(always)]
     fn publish(&mut self, len: u64) {
         let at = self.tail;
         self.frames.push_back(at);
-        self.tail = self.t.ring.publish(at, len);
+        self.tail = self.t.ring.publish(at, len, self.seq as u32);
         self.seq = self.seq.wrapping_add(1);
         self.announce();
     }
 
-    /// Writes the next sequence number at the frame at the current position.
-    fn write_seq(&self) {
-        let ring = self.t.ring;
-        ring.word_at(ring.payload_index(self.tail))
-            .store(self.seq, Ordering::Relaxed);
-    }
-
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
-        self.make_room(msg.len() as u64 + SEQ, wait)?;
-        self.write_seq();
+        self.make_room(msg.len() as u64, wait)?;
         let ring = self.t.ring;
         // SAFETY: make_room guaranteed the frame's bytes are free ring space.
-        unsafe { copy::copy_to_shared(ring.at(ring.payload_index(self.tail) + SEQ), msg, ring.small()) };
-        self.publish(msg.len() as u64 + SEQ);
+        unsafe { copy::copy_to_shared(ring.at(ring.payload_index(self.tail)), msg, ring.small()) };
+        self.publish(msg.len() as u64);
         Ok(())
     }
 
@@ -461,7 +456,7 @@ impl Publisher {
     /// place and [committed](PublishSlot::commit): the message is then
     /// written exactly once, wherever it goes.
     pub fn reserve(&mut self, len: usize) -> Result<PublishSlot<'_>> {
-        self.make_room(len as u64 + SEQ, Wait::Forever)?;
+        self.make_room(len as u64, Wait::Forever)?;
         Ok(PublishSlot { p: self, len })
     }
 
@@ -622,7 +617,7 @@ impl PublishSlot<'_> {
 
     fn ptr(&self) -> *mut u8 {
         let ring = self.p.t.ring;
-        ring.at(ring.payload_index(self.p.tail) + SEQ)
+        ring.at(ring.payload_index(self.p.tail))
     }
 
     /// Copies `data` into the slot at `offset`.
@@ -638,7 +633,6 @@ impl PublishSlot<'_> {
 
     /// Publishes the whole slot.
     pub fn commit(self) {
-        self.p.write_seq();
-        self.p.publish(self.len as u64 + SEQ);
+        self.p.publish(self.len as u64);
     }
 }

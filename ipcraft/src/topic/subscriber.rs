@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
-use super::layout::{Slot, ABSENT, ATTACHED, PUBLISHER_LOCK_BYTE, SEQ};
+use super::layout::{seq_near, Slot, ABSENT, ATTACHED, PUBLISHER_LOCK_BYTE};
 use super::object::TopicMap;
 use super::publisher::lock_byte;
 use super::{before, TopicOptions};
@@ -27,6 +27,9 @@ pub struct Subscriber {
     head: u64,
     /// Sequence number of the next message (unknown until the first).
     expected: Option<u64>,
+    /// Moved on to the oldest frame held after being overtaken: `expected`
+    /// says nothing about the next frame's number.
+    jumped: bool,
     ended: bool,
     /// Whether a publisher has been seen alive since this subscriber came.
     publisher_seen: bool,
@@ -54,7 +57,7 @@ impl Subscriber {
 
     /// The largest message this topic carries.
     pub fn max_message_len(&self) -> usize {
-        (self.t.ring.max_len() - SEQ) as usize
+        self.t.ring.max_len() as usize
     }
 
     fn err(&self, cause: Cause) -> Error {
@@ -103,6 +106,7 @@ impl Subscriber {
             slot,
             head: 0,
             expected: None,
+            jumped: false,
             ended: false,
             publisher_seen: false,
             publisher_gone: None,
@@ -153,6 +157,10 @@ impl Subscriber {
     /// message held.
     fn start(&self, oldest: u64, tail: u64, history: bool) -> Result<(u64, Option<u64>)> {
         let ring = self.t.ring;
+        // Read after `tail`, which the publisher stores first: every frame
+        // before `tail` is at most `count`, and no more than the ring's
+        // frames behind it while it is still held (checked after the walk).
+        let count = self.t.header().count.0.load(Ordering::Acquire);
         let mut pos = oldest;
         // (start, sequence number of its first message) of the stream
         // being walked and of the one before it.
@@ -170,8 +178,8 @@ impl Subscriber {
             let step = match peeked {
                 Peek::Empty(_) => break,
                 Peek::Pad(skip) => skip,
-                Peek::Frame { at, len } => {
-                    let seq = ring.word_at(at).load(Ordering::Acquire);
+                Peek::Frame { len, tag, .. } => {
+                    let seq = seq_near(tag, count);
                     current.1 = current.1.or(Some(seq));
                     next = Some(seq.wrapping_add(1));
                     ended = false;
@@ -254,15 +262,13 @@ impl Subscriber {
         Ok(())
     }
 
-    /// The next frame: `Some((ring index of its sequence number, length
-    /// with it))`, or `None` at the end of the stream.
+    /// The next frame: `Some((ring index of its payload, length, tag))`,
+    /// or `None` at the end of the stream.
     #[inline]
-    fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64)>> {
+    fn next_frame(&mut self, wait: Wait) -> Result<Option<(u64, u64, u32)>> {
         if !self.ended && !self.overtaken() {
-            if let Ok(Peek::Frame { at, len }) = self.t.ring.peek(self.head) {
-                if len >= SEQ {
-                    return Ok(Some((at, len)));
-                }
+            if let Ok(Peek::Frame { at, len, tag }) = self.t.ring.peek(self.head) {
+                return Ok(Some((at, len, tag)));
             }
         }
         self.next_frame_slow(wait, false)
@@ -274,7 +280,7 @@ impl Subscriber {
     /// `polled`: the caller polled the next stamp already, so the first
     /// look does not poll again.
     #[inline(never)]
-    fn next_frame_slow(&mut self, wait: Wait, polled: bool) -> Result<Option<(u64, u64)>> {
+    fn next_frame_slow(&mut self, wait: Wait, polled: bool) -> Result<Option<(u64, u64, u32)>> {
         if self.ended {
             return Ok(None);
         }
@@ -298,6 +304,9 @@ impl Subscriber {
                 self.check_span(oldest, h.tail.0.load(Ordering::Acquire), OP)?;
                 let skip = oldest.wrapping_sub(self.head);
                 self.advance(skip);
+                // However many were missed, even a multiple of 2^32: the
+                // next frame's number comes from the count.
+                self.jumped = true;
                 continue;
             }
             let peeked = match ring.peek(self.head) {
@@ -308,12 +317,7 @@ impl Subscriber {
                 Err(c) => return Err(self.t.corrupted(OP, c.0)),
             };
             match peeked {
-                Peek::Frame { at, len } if len >= SEQ => return Ok(Some((at, len))),
-                Peek::Frame { len, .. } => {
-                    return Err(self
-                        .t
-                        .corrupted(OP, format!("a {len}-byte frame has no sequence number")))
-                }
+                Peek::Frame { at, len, tag } => return Ok(Some((at, len, tag))),
                 Peek::Pad(skip) => {
                     self.advance(skip);
                     continue;
@@ -353,12 +357,18 @@ impl Subscriber {
         }
     }
 
-    /// Takes the frame at `at` if it is still intact and in sequence:
-    /// `Ok(Some(seq))`; `Ok(None)` if it was overwritten meanwhile (look
-    /// again); [`Cause::Lagged`] when messages were missed before it (it
-    /// stays, for the next call).
-    fn accept(&mut self, at: u64) -> Result<Option<u64>> {
-        let seq = self.t.ring.word_at(at).load(Ordering::Acquire);
+    /// Takes the frame tagged `tag` at this subscriber's position if it is
+    /// still intact and in sequence: `Ok(Some(seq))`; `Ok(None)` if it was
+    /// overwritten meanwhile (look again); [`Cause::Lagged`] when messages
+    /// were missed before it (it stays, for the next call).
+    fn accept(&mut self, tag: u32) -> Result<Option<u64>> {
+        let seq = match self.expected {
+            Some(exp) if !self.jumped && exp as u32 == tag => exp,
+            // Behind (or first): the whole number from the count, read
+            // before `oldest` is checked below, so while the frame is still
+            // held the count is at most the ring's frames past it.
+            _ => seq_near(tag, self.t.header().count.0.load(Ordering::Acquire)),
+        };
         fence(Ordering::Acquire);
         if self.overtaken() {
             return Ok(None);
@@ -367,6 +377,7 @@ impl Subscriber {
             Some(exp) if seq != exp => {
                 if before(exp, seq) {
                     self.expected = Some(seq);
+                    self.jumped = false;
                     return Err(self.err(Cause::Lagged {
                         missed: seq.wrapping_sub(exp),
                     }));
@@ -375,7 +386,10 @@ impl Subscriber {
                     .t
                     .corrupted(OP, format!("message {seq} after message {}", exp.wrapping_sub(1))))
             }
-            _ => Ok(Some(seq)),
+            _ => {
+                self.jumped = false;
+                Ok(Some(seq))
+            }
         }
     }
 
@@ -405,19 +419,18 @@ impl Subscriber {
     #[inline(always)]
     fn take_small(&mut self, buf: &mut [u8]) -> Option<usize> {
         let ring = self.t.ring;
-        let (at, len) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
-        let n = len.checked_sub(SEQ)? as usize;
+        let (at, len, tag) = ring.peek_small(self.head, copy::OPAQUE_MIN as u64)?;
+        let n = len as usize;
+        // The message expected: the first one and any after a gap go the
+        // slow way, which works out their whole sequence numbers.
+        let seq = self.expected.filter(|&exp| exp as u32 == tag)?;
         if n > buf.len() {
             return None;
         }
-        let seq = ring.word_at(at).load(Ordering::Acquire);
-        if self.expected.is_some_and(|exp| exp != seq) {
-            return None;
-        }
         // SAFETY: peek_small checked that the frame's `len` bytes at ring
-        // index `at` lie in the ring; `buf` holds `n` of them.
-        unsafe { copy::copy_from_frame(buf.as_mut_ptr(), ring.at(at + SEQ), n, ring.small()) };
-        // The sequence number and the copy were read before `oldest` is:
+        // index `at` lie in the ring; `buf` holds them.
+        unsafe { copy::copy_from_frame(buf.as_mut_ptr(), ring.at(at), n, ring.small()) };
+        // The header and the copy were read before `oldest` is:
         // if the publisher had begun to write over the frame, it had moved
         // `oldest` past it first (see `Publisher::reclaim`).
         fence(Ordering::Acquire);
@@ -454,11 +467,11 @@ impl Subscriber {
             } else {
                 self.next_frame(wait)?
             };
-            let Some((at, len)) = frame else {
+            let Some((at, len, tag)) = frame else {
                 return Ok(None);
             };
-            let Some(seq) = self.accept(at)? else { continue };
-            let n = (len - SEQ) as usize;
+            let Some(seq) = self.accept(tag)? else { continue };
+            let n = len as usize;
             if buf.len() < n {
                 return Err(self.err(Cause::BufferTooSmall {
                     len: buf.len(),
@@ -467,7 +480,7 @@ impl Subscriber {
                 }));
             }
             // SAFETY: peek checked the frame lies in the ring.
-            unsafe { copy::copy_from_shared(&mut buf[..n], self.t.ring.at(at + SEQ), self.copier.route()) };
+            unsafe { copy::copy_from_shared(&mut buf[..n], self.t.ring.at(at), self.copier.route()) };
             fence(Ordering::Acquire);
             if self.overtaken() {
                 continue;
@@ -556,14 +569,14 @@ impl Subscriber {
 
     fn view_with(&mut self, wait: Wait) -> Result<Option<TopicView<'_>>> {
         loop {
-            let Some((at, len)) = self.next_frame(wait)? else {
+            let Some((at, len, tag)) = self.next_frame(wait)? else {
                 return Ok(None);
             };
-            if let Some(seq) = self.accept(at)? {
+            if let Some(seq) = self.accept(tag)? {
                 return Ok(Some(TopicView {
                     sub: self,
-                    at: at + SEQ,
-                    len: (len - SEQ) as usize,
+                    at,
+                    len: len as usize,
                     seq,
                 }));
             }
@@ -748,7 +761,7 @@ impl TopicView<'_> {
 impl Drop for TopicView<'_> {
     fn drop(&mut self) {
         self.sub.expected = Some(self.seq.wrapping_add(1));
-        let len = ring::frame_size(self.len as u64 + SEQ);
+        let len = ring::frame_size(self.len as u64);
         if self.sub.overtaken() {
             // Its space was reused: the next look continues from `oldest`.
             return;
