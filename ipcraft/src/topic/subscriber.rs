@@ -115,7 +115,23 @@ impl Subscriber {
             pid,
         };
         let h = sub.t.header();
-        let (tail, oldest) = (h.tail.0.load(Ordering::Acquire), h.oldest.0.load(Ordering::Acquire));
+        // The count read before and after the positions: when the two
+        // agree, no message was published in between, so it is the number
+        // of the next message after `tail` — what a subscriber expects
+        // when nothing is held (so a lag before its first message is
+        // counted too). A publisher that keeps them apart leaves it unknown.
+        let (tail, oldest, settled) = {
+            let mut tries = 0;
+            loop {
+                let first = h.count.0.load(Ordering::Acquire);
+                let (tail, oldest) = (h.tail.0.load(Ordering::Acquire), h.oldest.0.load(Ordering::Acquire));
+                let again = h.count.0.load(Ordering::Acquire);
+                tries += 1;
+                if first == again || tries == 64 {
+                    break (tail, oldest, (first == again).then_some(again));
+                }
+            }
+        };
         sub.check_span(oldest, tail, ATTACH)?;
         let s = sub.me();
         s.light.store(u32::from(light), Ordering::Release);
@@ -128,7 +144,7 @@ impl Subscriber {
         // full barrier: either the publisher sees this slot before it
         // reuses the space, or this side sees that it moved on, and starts
         // there (see Publisher::reclaim).
-        let (mut start, expected) = sub.start(oldest, tail, history)?;
+        let (mut start, expected) = sub.start(oldest, tail, settled, history)?;
         s.head.store(start, Ordering::SeqCst);
         s.attaches.fetch_add(1, Ordering::AcqRel);
         s.state.store(ATTACHED, Ordering::SeqCst);
@@ -154,8 +170,9 @@ impl Subscriber {
     /// marker ends what is held and no publisher is alive, when the last
     /// (complete) stream is the current one. With `history` false the
     /// subscriber starts at `tail`, expecting one more than the last
-    /// message held.
-    fn start(&self, oldest: u64, tail: u64, history: bool) -> Result<(u64, Option<u64>)> {
+    /// message held — or, with none held, `settled`: the count when it
+    /// held still around the reading of `tail`.
+    fn start(&self, oldest: u64, tail: u64, settled: Option<u64>, history: bool) -> Result<(u64, Option<u64>)> {
         let ring = self.t.ring;
         // Read after `tail`, which the publisher stores first: every frame
         // before `tail` is at most `count`, and no more than the ring's
@@ -194,8 +211,9 @@ impl Subscriber {
             };
             pos = pos.wrapping_add(step);
         }
-        // Nothing ever published: the first message is number 0.
-        let next = next.or((tail == 0).then_some(0));
+        // No message held: the next one is the settled count (number 0
+        // if nothing was ever published).
+        let next = next.or(settled).or((tail == 0).then_some(0));
         if !history {
             return Ok((tail, next));
         }
