@@ -59,6 +59,10 @@ impl ChannelOptions {
 
     /// Ring size in bytes for a new channel, rounded up to a power of two
     /// between [`MIN_CAPACITY`] and [`MAX_CAPACITY`].
+    ///
+    /// Streams of large messages may move faster through a ring larger
+    /// than the two cores' L2 caches together (on one Intel host, 64 KiB
+    /// messages: 17 GB/s through 1 MiB, 22 through 8 MiB).
     pub fn capacity(&mut self, bytes: u64) -> &mut Self {
         self.capacity = bytes;
         self
