@@ -387,7 +387,7 @@ pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8], small: Small) {
 /// `src..src + len` is mapped ring space, `dst..dst + len` writable
 /// private memory.
 #[inline(always)]
-pub(crate) unsafe fn copy_from_frame(dst: *mut u8, src: *const u8, len: usize, small: Small) {
+unsafe fn copy_from_frame(dst: *mut u8, src: *const u8, len: usize, small: Small) {
     // SAFETY: forwarded.
     unsafe { small_copy(dst, src, len, true, small) }
 }

@@ -10,7 +10,7 @@ use super::layout::{seq_near, Slot, ABSENT, ATTACHED, PUBLISHER_LOCK_BYTE};
 use super::object::TopicMap;
 use super::publisher::lock_byte;
 use super::{before, TopicOptions};
-use crate::channel::copy::{self, Chooser};
+use crate::channel::copy::{self, Chooser, Dest};
 use crate::channel::object::{low_half, Wait};
 use crate::channel::ring::{self, Peek};
 use crate::channel::wait::{self, Bit, Flag, Stop, Waiter};
@@ -115,12 +115,16 @@ impl Subscriber {
             pid,
         };
         let h = sub.t.header();
-        // The count read before and after the positions: when the two
-        // agree, no message was published in between, so it is the number
-        // of the next message after `tail` — what a subscriber expects
-        // when nothing is held (so a lag before its first message is
-        // counted too). A publisher that keeps them apart leaves it unknown.
-        let (tail, oldest, settled) = {
+        // The count read before and after the positions. The one after is
+        // read after `tail`, which the publisher stores first: every frame
+        // before `tail` is at most that count, and no more than the ring's
+        // frames behind it while it is still held (checked after the walk).
+        // When the two agree, no message was published in between, so it
+        // is also the number of the next message after `tail` — what a
+        // subscriber expects when nothing is held (so a lag before its
+        // first message is counted too). A publisher that keeps them apart
+        // leaves that unknown.
+        let (tail, oldest, count, settled) = {
             let mut tries = 0;
             loop {
                 let first = h.count.0.load(Ordering::Acquire);
@@ -128,7 +132,7 @@ impl Subscriber {
                 let again = h.count.0.load(Ordering::Acquire);
                 tries += 1;
                 if first == again || tries == 64 {
-                    break (tail, oldest, (first == again).then_some(again));
+                    break (tail, oldest, again, first == again);
                 }
             }
         };
@@ -144,7 +148,7 @@ impl Subscriber {
         // full barrier: either the publisher sees this slot before it
         // reuses the space, or this side sees that it moved on, and starts
         // there (see Publisher::reclaim).
-        let (mut start, expected) = sub.start(oldest, tail, settled, history)?;
+        let (mut start, expected) = sub.start(oldest, tail, count, settled, history)?;
         s.head.store(start, Ordering::SeqCst);
         s.attaches.fetch_add(1, Ordering::AcqRel);
         s.state.store(ATTACHED, Ordering::SeqCst);
@@ -170,14 +174,11 @@ impl Subscriber {
     /// marker ends what is held and no publisher is alive, when the last
     /// (complete) stream is the current one. With `history` false the
     /// subscriber starts at `tail`, expecting one more than the last
-    /// message held — or, with none held, `settled`: the count when it
-    /// held still around the reading of `tail`.
-    fn start(&self, oldest: u64, tail: u64, settled: Option<u64>, history: bool) -> Result<(u64, Option<u64>)> {
+    /// message held — or, with none held, `count` if it was `settled`
+    /// (unchanged around the reading of `tail`). `count`, read after
+    /// `tail`, also gives the walked frames' whole sequence numbers.
+    fn start(&self, oldest: u64, tail: u64, count: u64, settled: bool, history: bool) -> Result<(u64, Option<u64>)> {
         let ring = self.t.ring;
-        // Read after `tail`, which the publisher stores first: every frame
-        // before `tail` is at most `count`, and no more than the ring's
-        // frames behind it while it is still held (checked after the walk).
-        let count = self.t.header().count.0.load(Ordering::Acquire);
         let mut pos = oldest;
         // (start, sequence number of its first message) of the stream
         // being walked and of the one before it.
@@ -213,7 +214,7 @@ impl Subscriber {
         }
         // No message held: the next one is the settled count (number 0
         // if nothing was ever published).
-        let next = next.or(settled).or((tail == 0).then_some(0));
+        let next = next.or(settled.then_some(count)).or((tail == 0).then_some(0));
         if !history {
             return Ok((tail, next));
         }
@@ -442,12 +443,11 @@ impl Subscriber {
         // The message expected: the first one and any after a gap go the
         // slow way, which works out their whole sequence numbers.
         let seq = self.expected.filter(|&exp| exp as u32 == tag)?;
-        if n > buf.len() {
+        // SAFETY: peek_small checked that the frame's `len` bytes at ring
+        // index `at` lie in the ring.
+        if !unsafe { buf.fill_small(ring.at(at), n, ring.small()) } {
             return None;
         }
-        // SAFETY: peek_small checked that the frame's `len` bytes at ring
-        // index `at` lie in the ring; `buf` holds them.
-        unsafe { copy::copy_from_frame(buf.as_mut_ptr(), ring.at(at), n, ring.small()) };
         // The header and the copy were read before `oldest` is:
         // if the publisher had begun to write over the frame, it had moved
         // `oldest` past it first (see `Publisher::reclaim`).
