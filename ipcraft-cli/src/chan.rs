@@ -47,7 +47,8 @@ enum Command {
         #[arg(value_parser = parse_name)]
         name: Name,
         /// Give up after waiting this long for a receiver, or for room, or
-        /// for the receiver to take the rest.
+        /// for the receiver to take the rest (what was sent stays in the
+        /// channel for the next receiver).
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         timeout: Option<Duration>,
     },

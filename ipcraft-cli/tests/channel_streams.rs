@@ -236,7 +236,11 @@ fn no_success_for_data_nobody_took() {
     let start = Instant::now();
     let out = run(ipcraft().args(["chan", "send", &name.0, "--timeout", "0.5"]), b"hi\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wait for the receiver to take what was sent to channel") && err.ends_with("timed out\n"),
+        "{err}"
+    );
     assert!(start.elapsed() < TIMEOUT);
     let got = run(ipcraft().args(["chan", "recv", &name.0, "--timeout", "5"]), b"");
     assert_ok(&got);

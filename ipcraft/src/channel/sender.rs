@@ -27,6 +27,8 @@ use crate::sys;
 const TAIL_STRIDE: u64 = 4096;
 
 const SEND_OP: &str = "send to channel";
+/// What a wait for the receiver to take everything sent is reported as.
+const FLUSH_OP: &str = "wait for the receiver to take what was sent to channel";
 
 /// An error from a send of an owned message ([`Sender::send_pod`]), with
 /// the message that was not sent. Byte-slice sends return a plain
@@ -456,7 +458,10 @@ impl Sender {
     fn flush_with(&mut self, wait: Wait) -> Result<()> {
         self.ensure_attached()?;
         let tail = self.tail;
+        // Everything is in the ring by now: an error says that it is the
+        // receiver's taking that failed or ran out of time, not the send.
         self.wait_for_head(wait, |head, _| head == tail)
+            .map_err(|e| e.relabel(FLUSH_OP, &self.mapped.label))
     }
 
     /// Ends the stream: the receiver gets what was sent, then `Ok(None)`.
