@@ -166,15 +166,25 @@ pub(crate) fn remove_under_locks(
     name: &Name,
     op: &'static str,
 ) -> Result<bool> {
+    let mut taken = Vec::new();
+    let release = |taken: Vec<sys::HeldLock>| taken.into_iter().for_each(|held| held.release(fd));
     for byte in bytes {
         match sys::ofd_lock(fd, byte) {
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => return Ok(false),
-            Err(e) => return Err(Error::new(op, name, e)),
+            Ok(held) => taken.push(held),
+            Err(e) => {
+                // The object stays: the locks taken so far must not make a
+                // side look alive to the next process that looks.
+                release(taken);
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+                    _ => Err(Error::new(op, name, e)),
+                };
+            }
         }
     }
-    crate::shm::remove(name).map_err(|e| e.relabel(op, name))?;
-    Ok(true)
+    let removed = crate::shm::remove(name).map_err(|e| e.relabel(op, name));
+    release(taken);
+    removed.map(|()| true)
 }
 
 /// Removes every stale channel of this user in `/dev/shm` (see

@@ -68,6 +68,21 @@ pub(super) struct Mapped {
     /// many-sender channel or a service (see `lanes`). Lock bytes count
     /// from it.
     base: u64,
+    /// The liveness lock this process took through this mapping, released
+    /// as it drops (see `sys::HeldLock`).
+    held: std::cell::Cell<Option<sys::HeldLock>>,
+}
+
+impl Drop for Mapped {
+    /// Releases the liveness lock before the descriptor closes: a copy of
+    /// the descriptor in a child being spawned (or forked) must not keep
+    /// this side alive after its handle is gone. The end's own drop (its
+    /// end marker, its departure) has run by now.
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.release(self.backing.fd());
+        }
+    }
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and the
@@ -224,6 +239,7 @@ impl Mapped {
             ring,
             label,
             base,
+            held: std::cell::Cell::new(None),
         }
     }
 
@@ -274,8 +290,9 @@ impl Mapped {
     pub(super) fn attach(&self, side: &Side, lock_byte: i64, name: &'static str, light: bool) -> Result<(u32, u32)> {
         const OP: &str = "attach to channel";
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        if let Err(e) = sys::ofd_lock(self.backing.fd(), self.lock_at(lock_byte)) {
-            if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
+        match sys::ofd_lock(self.backing.fd(), self.lock_at(lock_byte)) {
+            Ok(held) => self.held.set(Some(held)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
                 let holder = side.pid.load(Ordering::Relaxed);
                 return Err(Error::new(
                     OP,
@@ -286,7 +303,7 @@ impl Mapped {
                     },
                 ));
             }
-            return Err(Error::new(OP, &self.label, e));
+            Err(e) => return Err(Error::new(OP, &self.label, e)),
         }
         // We hold the lock: whatever was here before is gone, and this side
         // is ours to take over.

@@ -19,7 +19,7 @@ mod signal;
 
 pub(crate) use fd::{deadline, is_nonblocking, open_nofollow, set_nonblocking, wait_fd};
 pub(crate) use io::{kernel_copy, read_raw, write_all_raw, write_nosigpipe};
-pub(crate) use lock::{ofd_lock, ofd_locked_by_other};
+pub(crate) use lock::{ofd_lock, ofd_locked_by_other, Held as HeldLock};
 pub(crate) use mq::{
     mq_getattr, mq_open, mq_receive, mq_send, mq_set_nonblocking, mq_try_receive, mq_try_send, mq_unlink,
 };

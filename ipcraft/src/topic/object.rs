@@ -30,6 +30,19 @@ pub(super) struct TopicMap {
     pub(super) slots: u32,
     pub(super) policy: Policy,
     pub(super) label: String,
+    /// The publisher's or a subscriber slot's lock this process took,
+    /// released as the map drops (see `sys::HeldLock`).
+    held: Option<sys::HeldLock>,
+}
+
+impl Drop for TopicMap {
+    /// Releases this side's lock before the descriptor closes (see the
+    /// channel's `Mapped`); the publisher's or subscriber's own drop has run.
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.release(self.shm.as_fd());
+        }
+    }
 }
 
 // SAFETY: shared memory accessed only through atomics and the ring's copy
@@ -220,7 +233,18 @@ impl TopicMap {
             slots,
             policy,
             label,
+            held: None,
         })
+    }
+
+    /// Takes the lock on `byte` for this side (`EAGAIN`/`EACCES`: another
+    /// process holds it), to be released as this map drops.
+    pub(super) fn lock(&mut self, byte: i64) -> std::io::Result<()> {
+        let held = sys::ofd_lock(self.fd(), byte)?;
+        if let Some(before) = self.held.replace(held) {
+            before.release(self.shm.as_fd());
+        }
+        Ok(())
     }
 
     /// A side's state by its lock first (see the channel's `side_state`).

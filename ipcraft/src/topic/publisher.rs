@@ -88,10 +88,10 @@ impl Publisher {
         Error::new(OP, &self.t.label, cause)
     }
 
-    pub(super) fn attach(t: TopicMap, spin: Duration) -> Result<Self> {
+    pub(super) fn attach(mut t: TopicMap, spin: Duration) -> Result<Self> {
         const ATTACH: &str = "attach to topic";
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        if let Err(e) = crate::sys::ofd_lock(t.fd(), PUBLISHER_LOCK_BYTE) {
+        if let Err(e) = t.lock(PUBLISHER_LOCK_BYTE) {
             if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
                 let holder = t.header().publisher.0.pid.load(Ordering::Relaxed);
                 return Err(Error::new(

@@ -75,11 +75,11 @@ impl Subscriber {
         )
     }
 
-    pub(super) fn attach(t: TopicMap, spin: Duration, history: bool) -> Result<Self> {
+    pub(super) fn attach(mut t: TopicMap, spin: Duration, history: bool) -> Result<Self> {
         const ATTACH: &str = "attach to topic";
         let mut slot = None;
         for i in 0..t.slots {
-            match sys::ofd_lock(t.fd(), lock_byte(i)) {
+            match t.lock(lock_byte(i)) {
                 Ok(()) => {
                     slot = Some(i);
                     break;
