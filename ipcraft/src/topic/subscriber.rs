@@ -490,15 +490,14 @@ impl Subscriber {
             };
             let Some(seq) = self.accept(tag)? else { continue };
             let n = len as usize;
-            if buf.len() < n {
+            // SAFETY: peek checked the frame lies in the ring.
+            if let Err(room) = unsafe { buf.fill_from_shared(self.t.ring.at(at), n, self.copier.route()) } {
                 return Err(self.err(Cause::BufferTooSmall {
-                    len: buf.len(),
+                    len: room,
                     need: n,
                     limit_name: "the message",
                 }));
             }
-            // SAFETY: peek checked the frame lies in the ring.
-            unsafe { copy::copy_from_shared(&mut buf[..n], self.t.ring.at(at), self.copier.route()) };
             fence(Ordering::Acquire);
             if self.overtaken() {
                 continue;
